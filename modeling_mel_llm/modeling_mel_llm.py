@@ -1,0 +1,309 @@
+"""MelLLMForSpeechLM: log-mel patches → one linear projection → any causal LM, with no speech encoder.
+
+Shapes: B batch, T mel frames, M mel bins, P audio patches (LLM audio tokens), F patch features, D LLM hidden,
+L token sequence. The feature extractor (processing/feature_extraction_mel_llm.py) owns the T → P formula; this file
+checks that the prompt carries exactly one placeholder per patch.
+"""
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from .configuration_mel_llm import MelLLMConfig
+
+
+class MelLLMGlobalNorm(nn.Module):
+    """Global per-bin mean/variance normalisation (Phi-4-MM's `global_mean`/`global_invstd` buffers)."""
+
+    def __init__(self, num_mel_bins: int):
+        super().__init__()
+        self.register_buffer("global_mean", torch.zeros(num_mel_bins))
+        self.register_buffer("global_invstd", torch.ones(num_mel_bins))
+
+    def forward(self, input_features: torch.Tensor) -> torch.Tensor:
+        return (input_features - self.global_mean) * self.global_invstd
+
+
+class MelLLMStackFrontend(nn.Module):
+    """Concatenate `frames_per_patch` consecutive frames into one patch: (B, T, M) → (B, P, k·M)."""
+
+    def __init__(self, config: MelLLMConfig):
+        super().__init__()
+        self.frames_per_patch = config.frames_per_patch
+        self.output_size = config.patch_size
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, frames, mel = features.shape
+        pad = -frames % self.frames_per_patch
+        features = nn.functional.pad(features, (0, 0, 0, pad))  # padded frames are zero, as masked ones are
+        mask = nn.functional.pad(mask, (0, pad))
+        patches = features.reshape(batch, -1, self.frames_per_patch * mel)  # (B, P, k·M)
+        patch_mask = mask.reshape(batch, -1, self.frames_per_patch).any(-1)  # (B, P)
+        return patches, patch_mask
+
+
+class MelLLMConvFrontend(nn.Module):
+    """
+    NeMo "dw_striding" subsampling as Phi-4-MM keeps it: Conv2d(1→C, k3, s2) + ReLU, then per extra factor of two
+    a depthwise Conv2d(C, k3, s2) → pointwise Conv2d(C→C, k1) → ReLU; flatten channels × frequency; `out` linear.
+    Module names (`conv.{0,2,3,...}`, `out`) match Phi-4-MM's `encoder.embed` so its weights map one to one.
+    Unlike Phi-4-MM, activations past each clip's end are zeroed after every stage, so a clip gives the same
+    output alone or padded in a batch.
+    """
+
+    def __init__(self, config: MelLLMConfig):
+        super().__init__()
+        channels = config.conv_channels
+        num_stages = config.frames_per_patch.bit_length() - 1
+        layers: list[nn.Module] = [nn.Conv2d(1, channels, kernel_size=3, stride=2, padding=1), nn.ReLU()]
+        for _ in range(num_stages - 1):
+            layers += [
+                nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1, groups=channels),
+                nn.Conv2d(channels, channels, kernel_size=1),
+                nn.ReLU(),
+            ]
+        self.conv = nn.Sequential(*layers)
+        freq = config.num_mel_bins
+        for _ in range(num_stages):
+            freq = (freq + 1) // 2
+        self.out = nn.Linear(channels * freq, config.conv_output_size)
+        self.output_size = config.conv_output_size
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = features.unsqueeze(1)  # (B, 1, T, M)
+        lengths = mask.sum(-1)  # (B,)
+        for layer in self.conv:
+            hidden = layer(hidden)
+            if isinstance(layer, nn.Conv2d) and layer.stride[0] == 2:
+                lengths = torch.div(lengths + 1, 2, rounding_mode="floor")  # ceil(len / 2)
+                valid = torch.arange(hidden.shape[2], device=hidden.device)[None, :] < lengths[:, None]
+                hidden = hidden * valid[:, None, :, None].to(hidden.dtype)
+        batch, _, patches, _ = hidden.shape
+        hidden = self.out(hidden.transpose(1, 2).reshape(batch, patches, -1))  # (B, P, C·M/k) → (B, P, F)
+        patch_mask = torch.arange(patches, device=hidden.device)[None, :] < lengths[:, None]
+        return hidden, patch_mask
+
+
+class MelLLMAudioFrontend(nn.Module):
+    """Normalise log-mel frames, zero the padding, and turn frames into patches with the configured front end."""
+
+    def __init__(self, config: MelLLMConfig):
+        super().__init__()
+        self.norm = MelLLMGlobalNorm(config.num_mel_bins)
+        self.subsampling = MelLLMConvFrontend(config) if config.frontend == "conv" else MelLLMStackFrontend(config)
+        self.output_size = self.subsampling.output_size
+
+    def forward(self, input_features: torch.Tensor, input_features_mask: torch.Tensor):
+        features = self.norm(input_features).masked_fill(~input_features_mask[..., None], 0.0)
+        return self.subsampling(features, input_features_mask)
+
+
+class MelLLMPreTrainedModel(PreTrainedModel):
+    config: MelLLMConfig
+    config_class = MelLLMConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    input_modalities = ("audio", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = []
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, MelLLMGlobalNorm):
+            nn.init.zeros_(module.global_mean)
+            nn.init.ones_(module.global_invstd)
+
+
+class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
+    r"""
+    Encoder-free speech LLM (Mel-LLM). Audio placeholders in `input_ids` (`config.audio_token_id`) are replaced, in
+    order, by the projected log-mel patches; everything else is the backbone causal LM, so its generation, caching,
+    attention implementations, PEFT adapters and losses work unchanged.
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> from transformers import AutoProcessor, AutoModelForSpeechSeq2Seq
+    >>> processor = AutoProcessor.from_pretrained("path/to/mel-llm", trust_remote_code=True)
+    >>> model = AutoModelForSpeechSeq2Seq.from_pretrained("path/to/mel-llm", trust_remote_code=True)
+    >>> inputs = processor(audio=np.zeros(16000, dtype=np.float32), sampling_rate=16000)
+    >>> tokens = model.generate(**inputs, max_new_tokens=20)
+    >>> processor.batch_decode(tokens[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    ```
+    """
+
+    def __init__(self, config: MelLLMConfig):
+        super().__init__(config)
+        self.audio_frontend = MelLLMAudioFrontend(config)
+        self.multi_modal_projector = nn.Linear(
+            self.audio_frontend.output_size, config.text_config.hidden_size, bias=config.projector_bias
+        )
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.post_init()
+
+    @classmethod
+    def from_text_model(
+        cls, text_model, audio_token_id: int, dtype: torch.dtype | None = None, **config_kwargs
+    ) -> "MelLLMForSpeechLM":
+        """
+        Build a Mel-LLM around a causal LM: a loaded `PreTrainedModel`, or a Hub id / local path (loaded with
+        `AutoModelForCausalLM.from_pretrained`). The audio front end and projector start from random weights.
+        `audio_token_id` must already exist in the LM's vocabulary (see `MelLLMProcessor.from_text_tokenizer`).
+        """
+        if not isinstance(text_model, PreTrainedModel):
+            text_model = AutoModelForCausalLM.from_pretrained(text_model, dtype=dtype)
+        if audio_token_id >= text_model.get_input_embeddings().num_embeddings:
+            text_model.resize_token_embeddings(audio_token_id + 1)
+        config = MelLLMConfig(text_config=text_model.config, audio_token_id=audio_token_id, **config_kwargs)
+        with torch.device("meta"):
+            model = cls(config)
+        model.language_model = text_model
+        model.audio_frontend.to_empty(device=text_model.device)
+        model.multi_modal_projector.to_empty(device=text_model.device)
+        for module in (model.audio_frontend, model.multi_modal_projector):
+            module.apply(model._init_weights)
+        return model.to(text_model.dtype)
+
+    # ------------------------------------------------------------------ embeddings plumbing
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_output_embeddings(value)
+
+    def get_decoder(self) -> nn.Module:
+        return self.language_model.get_decoder()
+
+    # ------------------------------------------------------------------ audio
+    def get_audio_features(
+        self, input_features: torch.Tensor, input_features_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Project log-mel frames to LLM embeddings.
+
+        Args:
+            input_features (`torch.Tensor` of shape `(B, T, M)`): log-mel frames from `MelLLMFeatureExtractor`.
+            input_features_mask (`torch.Tensor` of shape `(B, T)`, *optional*): True on real frames.
+
+        Returns:
+            `(audio_embeds, patch_mask)`: `(B, P, D)` embeddings and the `(B, P)` mask of patches that hold audio.
+        """
+        if input_features.ndim != 3 or input_features.shape[-1] != self.config.num_mel_bins:
+            raise ValueError(
+                f"input_features must have shape (batch, frames, {self.config.num_mel_bins}), got "
+                f"{tuple(input_features.shape)}."
+            )
+        if input_features_mask is None:
+            input_features_mask = torch.ones(input_features.shape[:2], dtype=torch.bool, device=input_features.device)
+        features = input_features.to(self.multi_modal_projector.weight.dtype)
+        patches, patch_mask = self.audio_frontend(features, input_features_mask.bool())
+        return self.multi_modal_projector(patches), patch_mask
+
+    def get_placeholder_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) True where an audio patch goes."""
+        if self.config.audio_token_id is None:
+            raise ValueError("config.audio_token_id is not set, so audio cannot be placed in the prompt.")
+        return input_ids == self.config.audio_token_id
+
+    def merge_audio_embeddings(
+        self,
+        input_ids: torch.Tensor,
+        inputs_embeds: torch.Tensor,
+        input_features: torch.Tensor,
+        input_features_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Scatter the real audio patches, in order, over the placeholder positions, after checking the counts."""
+        audio_embeds, patch_mask = self.get_audio_features(input_features, input_features_mask)
+        placeholder_mask = self.get_placeholder_mask(input_ids)
+        num_placeholders, num_patches = int(placeholder_mask.sum()), int(patch_mask.sum())
+        if num_placeholders != num_patches:
+            raise ValueError(
+                f"The prompt has {num_placeholders} audio placeholder tokens (id {self.config.audio_token_id}) but "
+                f"the audio gives {num_patches} patches ({patch_mask.sum(-1).tolist()} per clip). Build inputs with "
+                "MelLLMProcessor, which inserts MelLLMFeatureExtractor.num_audio_tokens() placeholders per clip."
+            )
+        audio_embeds = audio_embeds[patch_mask].to(inputs_embeds.device, inputs_embeds.dtype)  # (ΣP, D)
+        return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1).to(inputs_embeds.device), audio_embeds)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        input_features: torch.Tensor | None = None,
+        input_features_mask: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values=None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(B, L)`): prompt tokens with audio placeholders.
+            input_features (`torch.Tensor` of shape `(B, T, M)`, *optional*): log-mel frames; omit after the prefill.
+            input_features_mask (`torch.Tensor` of shape `(B, T)`, *optional*): True on real frames.
+            attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 on real tokens (left or right padding).
+            position_ids (`torch.LongTensor`, *optional*): derived from `attention_mask` when omitted, so padded and
+                unpadded prompts see the same positions.
+            labels (`torch.LongTensor` of shape `(B, L)`, *optional*): next-token targets, -100 where ignored.
+            **kwargs: passed to the backbone (e.g. `num_items_in_batch` for a loss averaged over the whole batch).
+
+        Returns:
+            `CausalLMOutputWithPast` with `loss` (when `labels` are given), `logits` and `past_key_values`.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+            if input_features is not None:
+                inputs_embeds = self.merge_audio_embeddings(
+                    input_ids, inputs_embeds, input_features, input_features_mask
+                )
+        elif input_features is not None:
+            raise ValueError("input_features need input_ids to locate the audio placeholders, not inputs_embeds.")
+        self._check_length(inputs_embeds, past_key_values)
+        if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
+            past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+            if past_length == 0:
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.language_model(
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+    def _check_length(self, inputs_embeds: torch.Tensor, past_key_values) -> None:
+        """A prompt past the backbone's context gives silent garbage with RoPE models; refuse it instead."""
+        limit = getattr(self.config.text_config, "max_position_embeddings", None)
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        total = past_length + inputs_embeds.shape[1]
+        if limit is not None and total > limit:
+            raise ValueError(
+                f"The sequence has {total} tokens but the language model supports {limit} "
+                "(max_position_embeddings). Long audio: use the ASR pipeline with chunk_length_s."
+            )
+
+
+__all__ = ["MelLLMForSpeechLM", "MelLLMPreTrainedModel"]

@@ -1,0 +1,202 @@
+"""MelLLMFeatureExtractor: waveform → Phi-4-MM log-mel frames, input checks, and the samples → audio-tokens formula.
+
+Shapes: B batch, N samples, T mel frames, M mel bins. Next on the path: processing_mel_llm.py.
+"""
+
+import math
+
+import numpy as np
+import torch
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.audio_utils import mel_filter_bank
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+SAMPLING_RATE = 16_000  # Hz, Phi-4-MM's rate
+WIN_LENGTH = 400  # samples per frame: 25 ms
+HOP_LENGTH = 160  # samples between frames: 10 ms
+N_FFT = 512  # FFT size: 257 frequency bins
+PCM_SCALE = 32768.0  # Phi-4-MM computes the spectrum on int16-scaled samples
+MAX_CHANNELS = 8  # a second axis this short is read as channels, not a batch
+
+
+def pcm_to_float(audio: np.ndarray) -> np.ndarray:
+    """Integer PCM (int16, int32, uint8, ...) → float in [-1, 1); floating input is returned unchanged."""
+    if audio.dtype.kind not in "iu":
+        return audio
+    info = np.iinfo(audio.dtype)
+    midpoint, half_range = (info.max + info.min + 1) / 2, (info.max - info.min + 1) / 2
+    return ((audio.astype(np.float64) - midpoint) / half_range).astype(np.float32)
+
+
+class MelLLMFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Log-mel features exactly as Phi-4-multimodal computes them: 25 ms Hamming frames every 10 ms (no centring),
+    per-frame pre-emphasis, int16 scale, 512-point FFT power spectrum, Kaldi-scale mel filters, `log(max(mel, 1))`.
+    Global mean/variance normalisation happens inside the model, as in Phi-4-MM.
+
+    Input handling: float arrays in [-1, 1] at 16 kHz, one 1-D array per clip (a list for a batch). Integer PCM
+    (int16, int32, uint8) is converted to float; a 2-D `(samples, channels)` clip with up to 8 channels is
+    down-mixed to mono. Clips shorter than one 25 ms window are zero-padded to one window. Empty, non-finite,
+    wrongly typed or wrongly sampled input raises an error that names the clip and the problem.
+
+    Args:
+        feature_size (`int`, defaults to 80): mel bins (M).
+        sampling_rate (`int`, defaults to 16000): expected input rate in Hz.
+        frames_per_patch (`int`, defaults to 8): frames per LLM audio token; must match the model config.
+        preemphasis (`float`, defaults to 0.97): pre-emphasis coefficient.
+        mel_min_frequency, mel_max_frequency (`float`): filter bank range in Hz (Phi-4-MM: 0–7690).
+        max_duration_s (`float`, *optional*): longer clips raise a `ValueError` (use chunking in the pipeline).
+    """
+
+    model_input_names = ["input_features", "input_features_mask"]
+
+    def __init__(
+        self,
+        feature_size: int = 80,
+        sampling_rate: int = SAMPLING_RATE,
+        frames_per_patch: int = 8,
+        preemphasis: float = 0.97,
+        mel_min_frequency: float = 0.0,
+        mel_max_frequency: float = 7690.0,
+        max_duration_s: float | None = None,
+        padding_value: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        self.frames_per_patch = frames_per_patch
+        self.preemphasis = preemphasis
+        self.mel_min_frequency = mel_min_frequency
+        self.mel_max_frequency = mel_max_frequency
+        self.max_duration_s = max_duration_s
+        self.hop_length = HOP_LENGTH
+        self.win_length = WIN_LENGTH
+        self.n_fft = N_FFT
+        mel_filters = mel_filter_bank(
+            num_frequency_bins=N_FFT // 2 + 1,
+            num_mel_filters=feature_size,
+            min_frequency=mel_min_frequency,
+            max_frequency=mel_max_frequency,
+            sampling_rate=sampling_rate,
+            triangularize_in_mel_space=True,
+            mel_scale="kaldi",
+        )
+        self._mel_filters = torch.from_numpy(mel_filters).float()  # (257, M)
+        self._window = torch.hamming_window(WIN_LENGTH, periodic=False, dtype=torch.float64)
+
+    def to_dict(self) -> dict:
+        """Leave the derived tensors out of preprocessor_config.json."""
+        output = super().to_dict()
+        output.pop("_mel_filters", None)
+        output.pop("_window", None)
+        return output
+
+    # ------------------------------------------------------------------ lengths
+    def num_frames(self, num_samples: int) -> int:
+        """Mel frames for a clip of `num_samples` (after padding a too-short clip to one window)."""
+        return (max(num_samples, WIN_LENGTH) - WIN_LENGTH) // HOP_LENGTH + 1
+
+    def num_audio_tokens(self, num_samples: int) -> int:
+        """LLM audio tokens (patches) for a clip of `num_samples` at 16 kHz: ceil(frames / frames_per_patch)."""
+        return math.ceil(self.num_frames(num_samples) / self.frames_per_patch)
+
+    # ------------------------------------------------------------------ checks
+    def validate_audio(self, audio, index: int = 0) -> np.ndarray:
+        """Return clip `index` as mono float32, or raise naming what is wrong with it."""
+        name = f"audio[{index}]"
+        if isinstance(audio, torch.Tensor):
+            audio = audio.detach().cpu().numpy()
+        if not isinstance(audio, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array or torch tensor of samples, got {type(audio).__name__}.")
+        audio = pcm_to_float(audio)
+        if audio.dtype.kind != "f":
+            raise TypeError(f"{name} has dtype {audio.dtype}; expected floating point or integer PCM samples.")
+        if audio.ndim == 2 and 1 <= audio.shape[1] <= MAX_CHANNELS < audio.shape[0]:
+            audio = audio.mean(axis=1)  # (N, channels) → mono
+        elif audio.ndim != 1:
+            raise ValueError(
+                f"{name} has shape {tuple(audio.shape)}; expected a 1-D mono clip or (samples, channels) with at most "
+                f"{MAX_CHANNELS} channels. Pass a batch as a list of 1-D arrays."
+            )
+        if audio.size == 0:
+            raise ValueError(f"{name} is empty (0 samples).")
+        if not np.isfinite(audio).all():
+            raise ValueError(f"{name} contains NaN or infinite samples.")
+        if self.max_duration_s is not None and audio.size > self.max_duration_s * self.sampling_rate:
+            raise ValueError(
+                f"{name} lasts {audio.size / self.sampling_rate:.1f} s, longer than max_duration_s="
+                f"{self.max_duration_s}; split it (the ASR pipeline does this with chunk_length_s)."
+            )
+        return audio.astype(np.float32, copy=False)
+
+    def _as_clip_list(self, raw_speech) -> list:
+        if isinstance(raw_speech, (list, tuple)):
+            if len(raw_speech) == 0:
+                raise ValueError("Got an empty list of audio clips.")
+            if all(isinstance(x, (int, float)) for x in raw_speech):
+                return [np.asarray(raw_speech, dtype=np.float32)]
+            return list(raw_speech)
+        return [raw_speech]
+
+    # ------------------------------------------------------------------ features
+    def __call__(
+        self,
+        raw_speech,
+        sampling_rate: int | None = None,
+        return_tensors: str | None = "pt",
+        device: str | torch.device = "cpu",
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Compute log-mel features for one clip or a list of clips.
+
+        Args:
+            raw_speech (`np.ndarray`, `torch.Tensor` or a list of them): mono clips at `sampling_rate`.
+            sampling_rate (`int`, *optional*): rate of `raw_speech`; anything but 16000 raises (resample first).
+            return_tensors (`str`, defaults to `"pt"`): `"pt"` or `"np"`.
+            device: where to compute the FFTs.
+
+        Returns:
+            `BatchFeature` with `input_features` (B, T, M) float32, right-padded with zeros, and
+            `input_features_mask` (B, T) bool, True on real frames.
+        """
+        if sampling_rate is None:
+            logger.warning_once(
+                f"No sampling_rate given to {type(self).__name__}; assuming {self.sampling_rate} Hz. Pass "
+                "sampling_rate to catch mismatched audio."
+            )
+        elif sampling_rate != self.sampling_rate:
+            raise ValueError(
+                f"Audio sampled at {sampling_rate} Hz, but {type(self).__name__} expects {self.sampling_rate} Hz. "
+                "Resample first (e.g. soxr.resample(audio, sampling_rate, 16000)), or use the ASR pipeline, which "
+                "resamples."
+            )
+        clips = [self.validate_audio(clip, i) for i, clip in enumerate(self._as_clip_list(raw_speech))]
+        features, mask = self.extract(clips, device=device)
+        data = {"input_features": features.cpu(), "input_features_mask": mask.cpu()}
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def extract(
+        self, clips: list[np.ndarray], device: str | torch.device = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batched log-mel of validated clips: (B, T, M) features with padded frames zeroed, and the (B, T) mask."""
+        lengths = [max(len(clip), WIN_LENGTH) for clip in clips]
+        waveform = torch.zeros(len(clips), max(lengths), dtype=torch.float32, device=device)  # (B, N)
+        for i, clip in enumerate(clips):
+            waveform[i, : len(clip)] = torch.from_numpy(clip)
+        frames = waveform.unfold(-1, WIN_LENGTH, HOP_LENGTH)  # (B, T, 400)
+        previous = torch.roll(frames, 1, dims=-1)
+        previous[..., 0] = previous[..., 1]  # Phi-4-MM: the sample "before" index 0 is index 1
+        frames = (frames - self.preemphasis * previous) * PCM_SCALE
+        window = self._window.to(device)
+        spectrum = torch.fft.rfft(window * frames.double(), n=N_FFT, dim=-1).to(torch.complex64)
+        power = spectrum.abs() ** 2  # (B, T, 257)
+        log_mel = torch.log(torch.clamp(power @ self._mel_filters.to(device), min=1.0))  # (B, T, M)
+        num_frames = torch.tensor([self.num_frames(n) for n in lengths], device=device)
+        mask = torch.arange(log_mel.shape[1], device=device)[None, :] < num_frames[:, None]  # (B, T)
+        return log_mel.masked_fill(~mask[..., None], self.padding_value), mask
+
+
+__all__ = ["MelLLMFeatureExtractor", "pcm_to_float"]

@@ -1,0 +1,135 @@
+"""MelLLMSpeechRecognitionPipeline: `pipeline("automatic-speech-recognition")` for a decoder-only speech LLM.
+
+The stock ASR pipeline treats unknown models as CTC; this one prompts, generates and merges chunk transcripts.
+It ships with the processor files and is found through `config.custom_pipelines`, so nothing registers globally.
+"""
+
+import torch
+from torch.utils.data import DataLoader
+from transformers.pipelines.base import ChunkPipeline
+from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
+
+from .audio_loading import load_audio
+
+
+def merge_overlapping_words(left: list[str], right: list[str]) -> list[str]:
+    """
+    Join the transcripts of two overlapping chunks: find the alignment of `left`'s tail with `right`'s head that
+    agrees on the most words (ties → longer overlap), keep the first half of that overlap from `left` and the rest
+    from `right`. Without any agreeing word the two are concatenated, so nothing is dropped.
+    """
+    best_score, best_overlap, best_matches = 0.0, 0, 0
+    for overlap in range(1, min(len(left), len(right)) + 1):
+        matches = sum(a == b for a, b in zip(left[-overlap:], right[:overlap]))
+        score = matches / overlap + overlap * 1e-6
+        if matches > 0 and score > best_score:
+            best_score, best_overlap, best_matches = score, overlap, matches
+    if best_matches == 0:
+        return left + right
+    keep_left = best_overlap // 2
+    return left[: len(left) - best_overlap + keep_left] + right[keep_left:]
+
+
+def _collate_as_lists(items: list[dict]) -> dict:
+    """Chunks stay numpy arrays of different lengths; the processor pads them inside `_forward`."""
+    return {key: [item[key] for item in items] for key in items[0]}
+
+
+class MelLLMSpeechRecognitionPipeline(ChunkPipeline):
+    """
+    Transcribe audio with a Mel-LLM model.
+
+    Inputs: a file path, the bytes of a file, a numpy array at the feature extractor's rate, a dict with
+    `raw`/`array` and `sampling_rate` (any rate: resampled with soxr), or a `datasets` audio dict (`path`/`bytes`).
+    Multi-channel audio is down-mixed. Long audio: `chunk_length_s` splits it into windows overlapping by
+    `stride_length_s` on each side (default `chunk_length_s / 6`), transcribed independently (batched with
+    `batch_size`) and merged on their overlapping words; memory stays that of one batch of chunks.
+
+    Example:
+
+    ```python
+    >>> from transformers import pipeline
+    >>> asr = pipeline("automatic-speech-recognition", model="path/to/mel-llm", trust_remote_code=True)
+    >>> asr("speech.wav", chunk_length_s=20, batch_size=4, generate_kwargs={"num_beams": 2})
+    {'text': '...'}
+    ```
+    """
+
+    _load_processor = True
+    _load_tokenizer = True
+    _load_feature_extractor = True
+    _load_image_processor = False
+
+    def _sanitize_parameters(
+        self,
+        chunk_length_s: float | None = None,
+        stride_length_s: float | None = None,
+        generate_kwargs: dict | None = None,
+        max_new_tokens: int | None = None,
+        **kwargs,
+    ):
+        preprocess_params = {}
+        if chunk_length_s is not None:
+            preprocess_params["chunk_length_s"] = chunk_length_s
+        if stride_length_s is not None:
+            preprocess_params["stride_length_s"] = stride_length_s
+        forward_params = {"generate_kwargs": dict(generate_kwargs or {})}
+        if max_new_tokens is not None:
+            forward_params["generate_kwargs"]["max_new_tokens"] = max_new_tokens
+        return preprocess_params, forward_params, {}
+
+    @property
+    def sampling_rate(self) -> int:
+        return self.processor.feature_extractor.sampling_rate
+
+    def preprocess(self, inputs, chunk_length_s: float = 0.0, stride_length_s: float | None = None):
+        audio = load_audio(inputs, self.sampling_rate)
+        if not chunk_length_s:
+            yield {"audio": audio, "is_last": True}
+            return
+        if stride_length_s is None:
+            stride_length_s = chunk_length_s / 6
+        chunk = int(round(chunk_length_s * self.sampling_rate))
+        stride = int(round(stride_length_s * self.sampling_rate))
+        step = chunk - 2 * stride
+        if step <= 0:
+            raise ValueError(
+                f"chunk_length_s={chunk_length_s} must be more than twice stride_length_s={stride_length_s}."
+            )
+        for start in range(0, len(audio), step):
+            end = start + chunk
+            is_last = end >= len(audio)
+            yield {"audio": audio[start:end], "is_last": is_last}
+            if is_last:
+                return
+
+    def _forward(self, model_inputs: dict, generate_kwargs: dict | None = None) -> dict:
+        batched = isinstance(model_inputs["audio"], list)
+        clips = model_inputs["audio"] if batched else [model_inputs["audio"]]
+        inputs = self.processor(audio=clips, sampling_rate=self.sampling_rate, return_tensors="pt")
+        inputs = inputs.to(self.model.device)
+        inputs["input_features"] = inputs["input_features"].to(self.model.dtype)
+        with torch.inference_mode():
+            tokens = self.model.generate(**inputs, **(generate_kwargs or {}))
+        new_tokens = tokens[:, inputs["input_ids"].shape[1] :]
+        texts = [t.strip() for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
+        return {"text": texts if batched else texts[0], "is_last": model_inputs["is_last"]}
+
+    def postprocess(self, model_outputs: list[dict]) -> dict:
+        words: list[str] = []
+        for output in model_outputs:
+            words = merge_overlapping_words(words, output["text"].split())
+        return {"text": " ".join(words)}
+
+    def get_iterator(
+        self, inputs, num_workers: int, batch_size: int, preprocess_params, forward_params, postprocess_params
+    ):
+        """ChunkPipeline's iterator with a collate that keeps variable-length chunks as lists."""
+        dataset = PipelineChunkIterator(inputs, self.preprocess, preprocess_params)
+        collate = _collate_as_lists if batch_size > 1 else (lambda items: items[0])
+        loader = DataLoader(dataset, num_workers=0, batch_size=batch_size, collate_fn=collate)
+        model_iterator = PipelinePackIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
+        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
+
+
+__all__ = ["MelLLMSpeechRecognitionPipeline", "merge_overlapping_words"]

@@ -1,0 +1,233 @@
+"""MelLLMProcessor: prompts with one audio placeholder per patch, labels for training, decoding. Next: the model."""
+
+import numpy as np
+import torch
+from transformers import BatchFeature, ProcessorMixin
+
+from .feature_extraction_mel_llm import MelLLMFeatureExtractor
+from .pipeline_mel_llm import MelLLMSpeechRecognitionPipeline  # noqa: F401  (saved with the processor for the Hub)
+
+
+AUDIO_TOKEN = "<|audio|>"
+ASR_INSTRUCTION = "Transcribe the audio clip into text."  # Phi-4-MM's Open ASR prompt
+CHAT_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>")
+IGNORE_INDEX = -100
+
+
+def phi4mm_chat_template(audio_token: str = AUDIO_TOKEN) -> str:
+    """Phi-4-MM's format, `<|user|><|audio|>instruction<|end|><|assistant|>`, with audio content items."""
+    return (
+        "{% for message in messages %}{{ '<|' + message['role'] + '|>' }}"
+        "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+        "{% for content in message['content'] %}"
+        f"{{% if content['type'] == 'audio' %}}{{{{ '{audio_token}' }}}}"
+        "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+        "{% endfor %}{% endif %}{{ '<|end|>' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+    )
+
+
+class MelLLMProcessor(ProcessorMixin):
+    r"""
+    Wraps a [`MelLLMFeatureExtractor`] and the backbone's tokenizer. Each audio placeholder in the prompt is expanded
+    to exactly `feature_extractor.num_audio_tokens(num_samples)` tokens, so the model can scatter one patch per token.
+
+    Args:
+        feature_extractor ([`MelLLMFeatureExtractor`]): waveform → log-mel.
+        tokenizer ([`PreTrainedTokenizerBase`]): the backbone's tokenizer; must know `audio_token` as one token.
+        chat_template (`str`, *optional*): Jinja template rendering `{"type": "audio"}` items as `audio_token`;
+            defaults to Phi-4-MM's chat format.
+        audio_token (`str`, defaults to `"<|audio|>"`): the placeholder token.
+        instruction (`str`, defaults to Phi-4-MM's ASR instruction): the prompt used when only audio is given.
+
+    Example:
+
+    ```python
+    >>> processor = MelLLMProcessor.from_text_tokenizer(tokenizer)
+    >>> batch = processor(audio=[clip_a, clip_b], sampling_rate=16000, text_target=["one", "two"])
+    >>> sorted(batch.keys())
+    ['attention_mask', 'input_features', 'input_features_mask', 'input_ids', 'labels']
+    ```
+    """
+
+    def __init__(
+        self,
+        feature_extractor=None,
+        tokenizer=None,
+        chat_template: str | None = None,
+        audio_token: str = AUDIO_TOKEN,
+        instruction: str = ASR_INSTRUCTION,
+    ):
+        if chat_template is None:
+            chat_template = phi4mm_chat_template(audio_token)
+        super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
+        self.audio_token = audio_token
+        self.instruction = instruction
+        self.audio_token_id = tokenizer.convert_tokens_to_ids(audio_token)
+        if self.audio_token_id is None or self.audio_token_id == tokenizer.unk_token_id:
+            raise ValueError(
+                f"The tokenizer does not know the audio token {audio_token!r}; build the processor with "
+                "MelLLMProcessor.from_text_tokenizer(tokenizer), which adds it."
+            )
+
+    @classmethod
+    def from_text_tokenizer(cls, tokenizer, feature_extractor: MelLLMFeatureExtractor | None = None, **kwargs):
+        """Add the audio placeholder and Phi-4-MM chat tokens to a text LM's tokenizer and wrap it."""
+        audio_token = kwargs.get("audio_token", AUDIO_TOKEN)
+        vocab = tokenizer.get_vocab()
+        new_tokens = [t for t in (audio_token, *CHAT_TOKENS) if t not in vocab]
+        if new_tokens:
+            tokenizer.add_special_tokens({"additional_special_tokens": new_tokens}, replace_extra_special_tokens=False)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return cls(feature_extractor or MelLLMFeatureExtractor(), tokenizer, **kwargs)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", *self.feature_extractor.model_input_names]
+
+    def build_prompt(self, instruction: str | None = None) -> str:
+        """The ASR prompt for one clip, rendered with the chat template."""
+        messages = [
+            {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": instruction or self.instruction}]}
+        ]
+        return self.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        audio=None,
+        sampling_rate: int | None = None,
+        text_target: str | list[str] | None = None,
+        padding_side: str = "left",
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Build model inputs.
+
+        Args:
+            text (`str` or `list[str]`, *optional*): prompts holding one `audio_token` per clip; by default each clip
+                gets the ASR prompt from `build_prompt()`.
+            audio (array or list of arrays, *optional*): mono clips, checked by the feature extractor.
+            sampling_rate (`int`, *optional*): rate of `audio` (must be 16000; the pipeline resamples).
+            text_target (`str` or `list[str]`, *optional*): transcripts to learn; appended after the prompt with the
+                EOS token, and returned as `labels` (prompt and padding are -100).
+            padding_side (`str`, defaults to `"left"`): left padding lets a batch be generated from directly.
+            return_tensors (`str`, defaults to `"pt"`).
+
+        Returns:
+            `BatchFeature` with `input_ids`, `attention_mask`, and with audio `input_features` (B, T, M) and
+            `input_features_mask` (B, T); with `text_target` also `labels`.
+        """
+        kwargs.pop("audio_kwargs", None)
+        clips = self._as_clip_list(audio)
+        prompts = self._prompts(text, len(clips))
+        features = {}
+        if clips:
+            clips = [self.feature_extractor.validate_audio(clip, i) for i, clip in enumerate(clips)]
+            features = dict(self.feature_extractor(clips, sampling_rate=sampling_rate, return_tensors="pt"))
+            prompts = self._expand_audio_tokens(prompts, [len(clip) for clip in clips])
+        prompt_ids = [self._encode(prompt) for prompt in prompts]
+        self._check_placeholders(prompt_ids, prompts)
+        target_ids = self._targets(text_target, len(prompts))
+        batch = self._pad(prompt_ids, target_ids, padding_side)
+        if return_tensors is None:
+            batch = {key: value.tolist() for key, value in batch.items()}
+        return BatchFeature({**batch, **features}, tensor_type=return_tensors)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _as_clip_list(audio) -> list:
+        if audio is None:
+            return []
+        if isinstance(audio, (list, tuple)) and not all(isinstance(x, (int, float)) for x in audio):
+            return list(audio)
+        return [np.asarray(audio) if isinstance(audio, (list, tuple)) else audio]
+
+    def _prompts(self, text, num_clips: int) -> list[str]:
+        if text is None:
+            if num_clips == 0:
+                raise ValueError("Give audio, text, or both.")
+            return [self.build_prompt()] * num_clips
+        prompts = [text] if isinstance(text, str) else list(text)
+        if not all(isinstance(p, str) for p in prompts):
+            raise TypeError("text must be a string or a list of strings.")
+        num_placeholders = sum(p.count(self.audio_token) for p in prompts)
+        if num_placeholders != num_clips:
+            raise ValueError(
+                f"The text holds {num_placeholders} {self.audio_token} placeholders but {num_clips} audio clips were "
+                "given; put one placeholder per clip."
+            )
+        return prompts
+
+    def _expand_audio_tokens(self, prompts: list[str], clip_lengths: list[int]) -> list[str]:
+        """Replace the i-th placeholder (over the whole batch) by num_audio_tokens(clip i) copies."""
+        counts = iter(self.feature_extractor.num_audio_tokens(n) for n in clip_lengths)
+        expanded = []
+        for prompt in prompts:
+            pieces = prompt.split(self.audio_token)
+            out = pieces[0]
+            for piece in pieces[1:]:
+                out += self.audio_token * next(counts) + piece
+            expanded.append(out)
+        return expanded
+
+    def _encode(self, prompt: str) -> list[int]:
+        bos = self.tokenizer.bos_token
+        add_special = not (bos is not None and prompt.startswith(bos))
+        return self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
+
+    def _check_placeholders(self, prompt_ids: list[list[int]], prompts: list[str]) -> None:
+        for i, (ids, prompt) in enumerate(zip(prompt_ids, prompts)):
+            expected = prompt.count(self.audio_token)
+            found = ids.count(self.audio_token_id)
+            if found != expected:
+                raise ValueError(
+                    f"Prompt {i} tokenised to {found} audio tokens instead of {expected}: the tokenizer must treat "
+                    f"{self.audio_token!r} as one special token (MelLLMProcessor.from_text_tokenizer adds it)."
+                )
+
+    def _targets(self, text_target, batch_size: int) -> list[list[int]] | None:
+        if text_target is None:
+            return None
+        targets = [text_target] if isinstance(text_target, str) else list(text_target)
+        if len(targets) != batch_size:
+            raise ValueError(f"Got {len(targets)} text_target entries for {batch_size} prompts.")
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            raise ValueError("The tokenizer has no eos_token, so a transcript cannot be terminated.")
+        encoded = []
+        for i, target in enumerate(targets):
+            if not isinstance(target, str) or not target.strip():
+                raise ValueError(f"text_target[{i}] is empty; every training clip needs a transcript.")
+            encoded.append(self.tokenizer(target, add_special_tokens=False)["input_ids"] + [eos])
+        return encoded
+
+    def _pad(self, prompt_ids, target_ids, padding_side: str) -> dict[str, torch.Tensor]:
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}.")
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id
+        sequences, labels = [], []
+        for i, prompt in enumerate(prompt_ids):
+            target = target_ids[i] if target_ids is not None else []
+            sequences.append(prompt + target)
+            labels.append([IGNORE_INDEX] * len(prompt) + target)
+        length = max(len(s) for s in sequences)
+        input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+        label_tensor = torch.full((len(sequences), length), IGNORE_INDEX, dtype=torch.long)
+        for i, (seq, lab) in enumerate(zip(sequences, labels)):
+            span = slice(length - len(seq), length) if padding_side == "left" else slice(0, len(seq))
+            input_ids[i, span] = torch.tensor(seq)
+            attention_mask[i, span] = 1
+            label_tensor[i, span] = torch.tensor(lab)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if target_ids is not None:
+            batch["labels"] = label_tensor
+        return batch
+
+
+__all__ = ["MelLLMProcessor"]

@@ -1,0 +1,104 @@
+"""Tiny, offline building blocks: a byte-level BPE tokenizer trained on the spot and small backbone configs.
+
+Used by the CPU recipe, the tests and the benchmarks; nothing here downloads anything.
+"""
+
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoConfig, PreTrainedConfig, PreTrainedTokenizerFast
+
+from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
+from processing import MelLLMFeatureExtractor, MelLLMProcessor
+
+
+DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+DEFAULT_CORPUS = [
+    " ".join(DIGIT_WORDS),
+    "the quick brown fox jumps over the lazy dog",
+    "pack my box with five dozen liquor jugs",
+    "transcribe the audio clip into text",
+]
+SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+FAMILIES = ("llama", "qwen2", "phi3")
+
+
+def build_tokenizer(corpus: Iterable[str] = DEFAULT_CORPUS, vocab_size: int = 320) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on `corpus` (any text still encodes, byte by byte)."""
+    tokenizer = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(list(corpus), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
+
+
+def tiny_text_config(
+    family: str = "llama",
+    vocab_size: int = 320,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    max_position_embeddings: int = 2048,
+    **overrides,
+) -> PreTrainedConfig:
+    """A small causal-LM config of a given family (`llama`, `qwen2`, `phi3`, or any other `model_type`)."""
+    return AutoConfig.for_model(
+        family,
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=max_position_embeddings,
+        **overrides,
+    )
+
+
+def build_tiny_processor(corpus: Iterable[str] = DEFAULT_CORPUS, frames_per_patch: int = 8) -> MelLLMProcessor:
+    tokenizer = build_tokenizer(corpus)
+    return MelLLMProcessor.from_text_tokenizer(tokenizer, MelLLMFeatureExtractor(frames_per_patch=frames_per_patch))
+
+
+def build_tiny_model(
+    processor: MelLLMProcessor, family: str = "llama", frontend: str = "stack", **text_overrides
+) -> MelLLMForSpeechLM:
+    """A randomly initialised Mel-LLM whose vocabulary matches `processor`'s tokenizer."""
+    tokenizer = processor.tokenizer
+    text_config = tiny_text_config(
+        family,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **text_overrides,
+    )
+    config = MelLLMConfig(
+        text_config=text_config,
+        audio_token_id=processor.audio_token_id,
+        frontend=frontend,
+        frames_per_patch=processor.feature_extractor.frames_per_patch,
+        conv_channels=32,
+        conv_output_size=64,
+    )
+    model = MelLLMForSpeechLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+__all__ = [
+    "DIGIT_WORDS",
+    "FAMILIES",
+    "build_tiny_model",
+    "build_tiny_processor",
+    "build_tokenizer",
+    "tiny_text_config",
+]
