@@ -20,7 +20,7 @@ def merge_overlapping_words(left: list[str], right: list[str]) -> list[str]:
     """
     best_score, best_overlap, best_matches = 0.0, 0, 0
     for overlap in range(1, min(len(left), len(right)) + 1):
-        matches = sum(a == b for a, b in zip(left[-overlap:], right[:overlap]))
+        matches = sum(a == b for a, b in zip(left[-overlap:], right[:overlap], strict=True))
         score = matches / overlap + overlap * 1e-6
         if matches > 0 and score > best_score:
             best_score, best_overlap, best_matches = score, overlap, matches
@@ -89,8 +89,8 @@ class MelLLMSpeechRecognitionPipeline(ChunkPipeline):
             return
         if stride_length_s is None:
             stride_length_s = chunk_length_s / 6
-        chunk = int(round(chunk_length_s * self.sampling_rate))
-        stride = int(round(stride_length_s * self.sampling_rate))
+        chunk = round(chunk_length_s * self.sampling_rate)
+        stride = round(stride_length_s * self.sampling_rate)
         step = chunk - 2 * stride
         if step <= 0:
             raise ValueError(

@@ -179,7 +179,7 @@ class MelLLMProcessor(ProcessorMixin):
         return self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
 
     def _check_placeholders(self, prompt_ids: list[list[int]], prompts: list[str]) -> None:
-        for i, (ids, prompt) in enumerate(zip(prompt_ids, prompts)):
+        for i, (ids, prompt) in enumerate(zip(prompt_ids, prompts, strict=True)):
             expected = prompt.count(self.audio_token)
             found = ids.count(self.audio_token_id)
             if found != expected:
@@ -219,7 +219,7 @@ class MelLLMProcessor(ProcessorMixin):
         input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
         label_tensor = torch.full((len(sequences), length), IGNORE_INDEX, dtype=torch.long)
-        for i, (seq, lab) in enumerate(zip(sequences, labels)):
+        for i, (seq, lab) in enumerate(zip(sequences, labels, strict=True)):
             span = slice(length - len(seq), length) if padding_side == "left" else slice(0, len(seq))
             input_ids[i, span] = torch.tensor(seq)
             attention_mask[i, span] = 1
