@@ -5,12 +5,18 @@ L token sequence. The feature extractor (processing/feature_extraction_mel_llm.p
 checks that the prompt carries exactly one placeholder per patch.
 """
 
+import copy
+
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration_mel_llm import MelLLMConfig
+
+
+DEFAULT_MAX_NEW_TOKENS = 512  # the Open ASR leaderboard's Phi-4-MM setting
 
 
 class MelLLMGlobalNorm(nn.Module):
@@ -23,6 +29,15 @@ class MelLLMGlobalNorm(nn.Module):
 
     def forward(self, input_features: torch.Tensor) -> torch.Tensor:
         return (input_features - self.global_mean) * self.global_invstd
+
+    @torch.no_grad()
+    def fit(self, input_features: torch.Tensor, input_features_mask: torch.Tensor) -> None:
+        """Set the statistics from real frames (B, T, M) under a (B, T) mask, as Phi-4-MM's checkpoint carries."""
+        frames = input_features[input_features_mask.bool()].double()  # (frames, M)
+        if frames.shape[0] < 2:
+            raise ValueError("Need at least two real frames to estimate the feature statistics.")
+        self.global_mean.copy_(frames.mean(0))
+        self.global_invstd.copy_(1.0 / frames.std(0).clamp(min=1e-3))
 
 
 class MelLLMStackFrontend(nn.Module):
@@ -117,8 +132,8 @@ class MelLLMPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, MelLLMGlobalNorm):
-            nn.init.zeros_(module.global_mean)
-            nn.init.ones_(module.global_invstd)
+            init.zeros_(module.global_mean)
+            init.ones_(module.global_invstd)
 
 
 class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
@@ -148,24 +163,32 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         )
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
+        if self.generation_config.max_new_tokens is None:
+            self.generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
 
     @classmethod
-    def from_text_model(
-        cls, text_model, audio_token_id: int, dtype: torch.dtype | None = None, **config_kwargs
-    ) -> "MelLLMForSpeechLM":
+    def from_text_model(cls, text_model, processor, dtype: torch.dtype | None = None, **config_kwargs):
         """
         Build a Mel-LLM around a causal LM: a loaded `PreTrainedModel`, or a Hub id / local path (loaded with
-        `AutoModelForCausalLM.from_pretrained`). The audio front end and projector start from random weights.
-        `audio_token_id` must already exist in the LM's vocabulary (see `MelLLMProcessor.from_text_tokenizer`).
+        `AutoModelForCausalLM.from_pretrained`). `processor` is the `MelLLMProcessor` made with
+        `MelLLMProcessor.from_text_tokenizer(AutoTokenizer.from_pretrained(same id))`: its audio token id and
+        `frames_per_patch` go into the config, and the embeddings grow to cover the tokens it added. The audio front end
+        and projector start from random weights.
         """
         if not isinstance(text_model, PreTrainedModel):
             text_model = AutoModelForCausalLM.from_pretrained(text_model, dtype=dtype)
-        if audio_token_id >= text_model.get_input_embeddings().num_embeddings:
-            text_model.resize_token_embeddings(audio_token_id + 1)
-        config = MelLLMConfig(text_config=text_model.config, audio_token_id=audio_token_id, **config_kwargs)
+        vocab_size = max(len(processor.tokenizer), processor.audio_token_id + 1)
+        if vocab_size > text_model.get_input_embeddings().num_embeddings:
+            text_model.resize_token_embeddings(vocab_size, mean_resizing=False)
+        config_kwargs.setdefault("frames_per_patch", processor.feature_extractor.frames_per_patch)
+        config_kwargs.setdefault("num_mel_bins", processor.feature_extractor.feature_size)
+        config = MelLLMConfig(text_config=text_model.config, audio_token_id=processor.audio_token_id, **config_kwargs)
         with torch.device("meta"):
             model = cls(config)
         model.language_model = text_model
+        model.generation_config = copy.deepcopy(text_model.generation_config)
+        if model.generation_config.max_new_tokens is None:
+            model.generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
         model.audio_frontend.to_empty(device=text_model.device)
         model.multi_modal_projector.to_empty(device=text_model.device)
         for module in (model.audio_frontend, model.multi_modal_projector):
@@ -189,6 +212,14 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         return self.language_model.get_decoder()
 
     # ------------------------------------------------------------------ audio
+    def fit_feature_normalization(self, input_features: torch.Tensor, input_features_mask: torch.Tensor) -> None:
+        """
+        Estimate the global per-bin mean/std of log-mel frames from training data (a large batch of
+        `input_features` with its mask). Phi-4-MM ships these statistics in its checkpoint; a new model needs them
+        before training, or the linear projection sees inputs of scale ~10 and learns far more slowly.
+        """
+        self.audio_frontend.norm.fit(input_features, input_features_mask)
+
     def get_audio_features(
         self, input_features: torch.Tensor, input_features_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

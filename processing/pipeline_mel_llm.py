@@ -44,6 +44,7 @@ class MelLLMSpeechRecognitionPipeline(ChunkPipeline):
     Multi-channel audio is down-mixed. Long audio: `chunk_length_s` splits it into windows overlapping by
     `stride_length_s` on each side (default `chunk_length_s / 6`), transcribed independently (batched with
     `batch_size`) and merged on their overlapping words; memory stays that of one batch of chunks.
+    `return_timestamps=True` (or `"chunk"`) adds `chunks`: each window's own text and (start, end) in seconds.
 
     Example:
 
@@ -66,8 +67,13 @@ class MelLLMSpeechRecognitionPipeline(ChunkPipeline):
         stride_length_s: float | None = None,
         generate_kwargs: dict | None = None,
         max_new_tokens: int | None = None,
+        return_timestamps: bool | str | None = None,
         **kwargs,
     ):
+        if kwargs:
+            raise TypeError(f"Unexpected argument(s) for the Mel-LLM ASR pipeline: {sorted(kwargs)}.")
+        if return_timestamps not in (None, False, True, "chunk"):
+            raise ValueError(f"return_timestamps={return_timestamps!r}: only chunk-level timestamps are available.")
         preprocess_params = {}
         if chunk_length_s is not None:
             preprocess_params["chunk_length_s"] = chunk_length_s
@@ -76,7 +82,7 @@ class MelLLMSpeechRecognitionPipeline(ChunkPipeline):
         forward_params = {"generate_kwargs": dict(generate_kwargs or {})}
         if max_new_tokens is not None:
             forward_params["generate_kwargs"]["max_new_tokens"] = max_new_tokens
-        return preprocess_params, forward_params, {}
+        return preprocess_params, forward_params, {"return_timestamps": bool(return_timestamps)}
 
     @property
     def sampling_rate(self) -> int:
@@ -85,7 +91,7 @@ class MelLLMSpeechRecognitionPipeline(ChunkPipeline):
     def preprocess(self, inputs, chunk_length_s: float = 0.0, stride_length_s: float | None = None):
         audio = load_audio(inputs, self.sampling_rate)
         if not chunk_length_s:
-            yield {"audio": audio, "is_last": True}
+            yield {"audio": audio, "is_last": True, "start_s": 0.0}
             return
         if stride_length_s is None:
             stride_length_s = chunk_length_s / 6
@@ -99,7 +105,7 @@ class MelLLMSpeechRecognitionPipeline(ChunkPipeline):
         for start in range(0, len(audio), step):
             end = start + chunk
             is_last = end >= len(audio)
-            yield {"audio": audio[start:end], "is_last": is_last}
+            yield {"audio": audio[start:end], "is_last": is_last, "start_s": start / self.sampling_rate}
             if is_last:
                 return
 
@@ -113,13 +119,25 @@ class MelLLMSpeechRecognitionPipeline(ChunkPipeline):
             tokens = self.model.generate(**inputs, **(generate_kwargs or {}))
         new_tokens = tokens[:, inputs["input_ids"].shape[1] :]
         texts = [t.strip() for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
-        return {"text": texts if batched else texts[0], "is_last": model_inputs["is_last"]}
+        durations = [len(clip) / self.sampling_rate for clip in clips]
+        return {
+            "text": texts if batched else texts[0],
+            "is_last": model_inputs["is_last"],
+            "start_s": model_inputs["start_s"],
+            "duration_s": durations if batched else durations[0],
+        }
 
-    def postprocess(self, model_outputs: list[dict]) -> dict:
+    def postprocess(self, model_outputs: list[dict], return_timestamps: bool = False) -> dict:
+        """Merge the chunk transcripts; with `return_timestamps`, also list each chunk's text and window (s)."""
         words: list[str] = []
         for output in model_outputs:
             words = merge_overlapping_words(words, output["text"].split())
-        return {"text": " ".join(words)}
+        result = {"text": " ".join(words)}
+        if return_timestamps:
+            result["chunks"] = [
+                {"text": o["text"], "timestamp": (o["start_s"], o["start_s"] + o["duration_s"])} for o in model_outputs
+            ]
+        return result
 
     def get_iterator(
         self, inputs, num_workers: int, batch_size: int, preprocess_params, forward_params, postprocess_params

@@ -1,0 +1,178 @@
+"""MelLLMForSpeechLM: forward/backward on three backbones, placement checks, batching, loss, load arguments."""
+
+import numpy as np
+import pytest
+import torch
+
+from training.tiny import FAMILIES
+
+
+FRONTENDS = ("stack", "conv")
+
+
+def _clips(lengths=(16_000, 9_000, 4_321), seed=0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in lengths]
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_forward_backward(make_model, processor, family, frontend):
+    model = make_model(family, frontend).train()
+    batch = processor(audio=_clips(), sampling_rate=16_000, text_target=["one two", "nine", "zero"])
+    output = model(**batch)
+    assert output.logits.shape == (*batch["input_ids"].shape, model.config.vocab_size)
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    assert model.multi_modal_projector.weight.grad.abs().sum() > 0
+    embed_grad = model.get_input_embeddings().weight.grad
+    assert embed_grad.abs().sum() > 0
+    # The placeholder row is overwritten by audio, so no gradient may flow into its embedding.
+    assert embed_grad[processor.audio_token_id].abs().sum() == 0
+
+
+def test_audio_changes_the_output(make_model, processor):
+    model = make_model()
+    a, b = (processor(audio=[clip], sampling_rate=16_000) for clip in _clips((8000, 8000), seed=1)[:2])
+    assert torch.equal(a["input_ids"], b["input_ids"])
+    assert not torch.allclose(model(**a).logits, model(**b).logits)
+
+
+def test_placeholder_count_mismatch_is_a_clear_error(make_model, processor):
+    model = make_model()
+    batch = processor(audio=_clips()[:1], sampling_rate=16_000)
+    ids = batch["input_ids"].clone()
+    ids[0, (ids[0] == processor.audio_token_id).nonzero()[0]] = processor.tokenizer.pad_token_id
+    with pytest.raises(ValueError, match=r"audio placeholder tokens .* but the audio gives"):
+        model(input_ids=ids, input_features=batch["input_features"], input_features_mask=batch["input_features_mask"])
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_batched_equals_single(make_model, processor, frontend, padding_side):
+    model = make_model("qwen2", frontend)
+    clips = _clips()
+    batch = processor(audio=clips, sampling_rate=16_000, padding_side=padding_side)
+    batched_logits = model(**batch).logits
+    for i, clip in enumerate(clips):
+        single = processor(audio=[clip], sampling_rate=16_000)
+        single_logits = model(**single).logits[0]
+        real = batch["attention_mask"][i].bool()
+        torch.testing.assert_close(batched_logits[i][real], single_logits, atol=1e-5, rtol=1e-4)
+
+
+def test_loss_with_num_items_in_batch_matches_full_batch(make_model, processor):
+    """Gradient accumulation: micro-batch losses normalised by the global token count add up to the batch loss."""
+    model = make_model()
+    clips, texts = _clips(), ["one two three", "nine", "zero four"]
+    full = processor(audio=clips, sampling_rate=16_000, text_target=texts, padding_side="right")
+    full_loss = model(**full).loss
+    parts = [
+        processor(audio=clips[:1], sampling_rate=16_000, text_target=texts[:1], padding_side="right"),
+        processor(audio=clips[1:], sampling_rate=16_000, text_target=texts[1:], padding_side="right"),
+    ]
+    num_items = sum(int((p["labels"][:, 1:] != -100).sum()) for p in parts)
+    summed = sum(model(**p, num_items_in_batch=torch.tensor(num_items)).loss for p in parts)
+    torch.testing.assert_close(summed, full_loss, atol=1e-5, rtol=1e-5)
+
+
+def test_labels_mask_prompt_and_padding(processor):
+    batch = processor(audio=_clips()[:2], sampling_rate=16_000, text_target=["one", "two three"])
+    labels, ids, mask = batch["labels"], batch["input_ids"], batch["attention_mask"]
+    assert (labels[mask == 0] == -100).all()
+    assert (labels[ids == processor.audio_token_id] == -100).all()
+    eos = processor.tokenizer.eos_token_id
+    for row in range(2):
+        targets = labels[row][labels[row] != -100].tolist()
+        assert targets[-1] == eos
+        assert processor.tokenizer.decode(targets[:-1]).strip() == ["one", "two three"][row]
+
+
+def test_sdpa_matches_eager(processor, make_model, tmp_path):
+    model = make_model("llama")
+    model.save_pretrained(tmp_path)
+    batch = processor(audio=_clips(), sampling_rate=16_000)
+    from modeling_mel_llm import MelLLMForSpeechLM
+
+    eager = MelLLMForSpeechLM.from_pretrained(tmp_path, attn_implementation="eager")
+    sdpa = MelLLMForSpeechLM.from_pretrained(tmp_path, attn_implementation="sdpa")
+    assert sdpa.language_model.config._attn_implementation == "sdpa"
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(eager(**batch).logits[real], sdpa(**batch).logits[real], atol=1e-5, rtol=1e-4)
+
+
+def test_dtype_and_device_map_load_arguments(make_model, processor, tmp_path):
+    from modeling_mel_llm import MelLLMForSpeechLM
+
+    make_model().save_pretrained(tmp_path)
+    model = MelLLMForSpeechLM.from_pretrained(tmp_path, dtype=torch.bfloat16, device_map="cpu")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.device.type == "cpu"
+    output = model(**processor(audio=_clips()[:1], sampling_rate=16_000))
+    assert output.logits.dtype == torch.bfloat16
+    assert torch.isfinite(output.logits.float()).all()
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(make_model, processor):
+    batch = processor(audio=_clips(), sampling_rate=16_000, text_target=["one", "two", "three"])
+    grads = []
+    for checkpointing in (False, True):
+        model = make_model("phi3", "conv").train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert model.language_model.is_activation_checkpointing
+        model(**batch).loss.backward()
+        grads.append(model.multi_modal_projector.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_save_load_is_bit_identical_and_safetensors_only(make_model, processor, tmp_path):
+    from modeling_mel_llm import MelLLMForSpeechLM
+
+    model = make_model("qwen2", "conv", tie_word_embeddings=True)
+    model.fit_feature_normalization(*processor.feature_extractor(_clips(), sampling_rate=16_000).values())
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin"))
+    loaded = MelLLMForSpeechLM.from_pretrained(tmp_path)
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    batch = processor(audio=_clips(), sampling_rate=16_000)
+    assert torch.equal(model(**batch).logits, loaded(**batch).logits)
+
+
+def test_fit_feature_normalization_standardises_frames(make_model, processor):
+    model = make_model()
+    features = processor.feature_extractor(_clips(), sampling_rate=16_000)
+    model.fit_feature_normalization(features["input_features"], features["input_features_mask"])
+    normalised = model.audio_frontend.norm(features["input_features"])[features["input_features_mask"]]
+    torch.testing.assert_close(normalised.mean(0), torch.zeros(80), atol=1e-4, rtol=0)
+    torch.testing.assert_close(normalised.std(0), torch.ones(80), atol=1e-3, rtol=0)
+
+
+def test_bad_feature_shape_and_too_long_input(make_model, processor):
+    model = make_model(max_position_embeddings=64)
+    with pytest.raises(ValueError, match=r"input_features must have shape \(batch, frames, 80\)"):
+        model.get_audio_features(torch.zeros(1, 50, 40))
+    long_batch = processor(audio=[np.zeros(16_000 * 8, dtype=np.float32)], sampling_rate=16_000)
+    with pytest.raises(ValueError, match="supports 64 .*chunk_length_s"):
+        model(**long_batch)
+
+
+def test_from_text_model_wraps_a_saved_causal_lm(processor, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from modeling_mel_llm import MelLLMForSpeechLM
+    from training.tiny import tiny_text_config
+
+    torch.manual_seed(0)
+    text_model = AutoModelForCausalLM.from_config(tiny_text_config("qwen2", vocab_size=300))
+    text_model.save_pretrained(tmp_path)
+    model = MelLLMForSpeechLM.from_text_model(str(tmp_path), processor)
+    assert model.language_model.get_input_embeddings().num_embeddings == len(processor.tokenizer)
+    assert model.config.audio_token_id == processor.audio_token_id
+    reference = text_model.state_dict()["model.layers.0.mlp.down_proj.weight"]
+    assert torch.equal(model.language_model.state_dict()["model.layers.0.mlp.down_proj.weight"], reference)
+    assert not model.multi_modal_projector.weight.is_meta
+    output = model(**processor(audio=_clips()[:1], sampling_rate=16_000))
+    assert torch.isfinite(output.logits).all()
