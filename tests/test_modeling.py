@@ -155,7 +155,7 @@ def test_bad_feature_shape_and_too_long_input(make_model, processor):
     with pytest.raises(ValueError, match=r"input_features must have shape \(batch, frames, 80\)"):
         model.get_audio_features(torch.zeros(1, 50, 40))
     long_batch = processor(audio=[np.zeros(16_000 * 8, dtype=np.float32)], sampling_rate=16_000)
-    with pytest.raises(ValueError, match="supports 64 .*chunk_length_s"):
+    with pytest.raises(ValueError, match=r"supports 64 .*chunk_length_s"):
         model(**long_batch)
 
 
