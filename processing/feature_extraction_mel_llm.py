@@ -107,7 +107,8 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
         """Return clip `index` as mono float32, or raise naming what is wrong with it."""
         name = f"audio[{index}]"
         if isinstance(audio, torch.Tensor):
-            audio = audio.detach().cpu().numpy()
+            audio = audio.detach().cpu()
+            audio = (audio.float() if audio.is_floating_point() else audio).numpy()
         if not isinstance(audio, np.ndarray):
             raise TypeError(f"{name} must be a numpy array or torch tensor of samples, got {type(audio).__name__}.")
         audio = pcm_to_float(audio)
