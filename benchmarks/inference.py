@@ -247,8 +247,8 @@ def markdown_table(results: list[dict], env: dict) -> str:
         f"\nGreedy decoding forced to exactly {n} new tokens per clip (min_new_tokens = max_new_tokens = {n}; random "
         f"weights). {env['num_clips']} FSDD test clips at 16 kHz; timing covers feature extraction + generate + "
         f"decoding, one warm-up batch excluded. {env['device_name']}, {env['dtype']}, {env['torch_threads']} torch "
-        f"threads, load average {env['load_avg_1m_at_start']:.1f} at start. Whisper pads every clip to 30 s (its real cost); its params include the frozen 1500 x d_model "
-        "sinusoidal encoder positions."
+        f"threads, load average {env['load_avg_1m_at_start']:.1f} at start. Whisper pads every clip to 30 s (its real "
+        "cost); its params include the frozen 1500 x d_model sinusoidal encoder positions."
     )
     return "\n".join(lines)
 
