@@ -54,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes = {"hidden-size": 64, "num-layers": 2, "num-heads": 4, "num-kv-heads": 2}
     for name, default in {"num-clips": 32, "max-new-tokens": 8, "seed": 0, **sizes}.items():
         parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads, 0: default; 1 is steadier if shared")
     parser.add_argument("--single", help="internal: run one JSON-encoded configuration and print its result")
     return parser.parse_args(argv)
 
@@ -121,6 +122,7 @@ def equal_size_whisper(target: int, args: argparse.Namespace, tokenizer: Any) ->
 
 
 def sync(device: str) -> None:
+    """CUDA runs asynchronously: wait for queued kernels so the timer brackets the real work."""
     if device == "cuda":
         torch.cuda.synchronize()
 
@@ -146,10 +148,10 @@ def whisper_runner(args: argparse.Namespace, config: dict) -> tuple[torch.nn.Mod
     with torch.device("meta"):
         reference, processor = build_mel_llm(args, "llama", "stack")
     tokenizer, target = processor.tokenizer, reference.num_parameters()
-    whisper_cfg = equal_size_whisper(target, args, tokenizer)
-    model = WhisperForConditionalGeneration(whisper_cfg).to(args.device, getattr(torch, args.dtype)).eval()
-    feature_extractor = WhisperFeatureExtractor()  # defaults: 80 mel bins, pads every clip to 30 s
     device, dtype, n = args.device, getattr(torch, args.dtype), args.max_new_tokens
+    whisper_cfg = equal_size_whisper(target, args, tokenizer)
+    model = WhisperForConditionalGeneration(whisper_cfg).to(device, dtype).eval()
+    feature_extractor = WhisperFeatureExtractor()  # defaults: 80 mel bins, pads every clip to 30 s
 
     def transcribe(batch: list[np.ndarray]) -> list[str]:
         features = feature_extractor(batch, sampling_rate=RATE, return_tensors="pt").input_features
@@ -255,6 +257,8 @@ def markdown_table(results: list[dict], env: dict) -> str:
 
 def main() -> None:
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.single:
         print(RESULT_PREFIX + json.dumps(run_single(args, json.loads(args.single))), flush=True)
         return

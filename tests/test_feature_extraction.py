@@ -287,3 +287,10 @@ def test_mel_filters_match_torchaudio_kaldi(extractor):
     ours = extractor._mel_filters  # (257, 80); Kaldi leaves out the Nyquist bin
     torch.testing.assert_close(ours[:256].T, banks.float(), atol=1e-5, rtol=1e-4)
     assert (ours[256] == 0).all()
+
+
+def test_bfloat16_tensor_is_accepted(extractor, real_clips):
+    clip = torch.from_numpy(real_clips[0])
+    from_bf16 = extractor(clip.to(torch.bfloat16), sampling_rate=16_000)["input_features"]
+    from_fp32 = extractor(clip.to(torch.bfloat16).float(), sampling_rate=16_000)["input_features"]
+    assert torch.equal(from_bf16, from_fp32)

@@ -334,3 +334,11 @@ def test_single_chunk_covering_the_clip_matches_unchunked(asr, fsdd_paths):
 def test_chunk_not_longer_than_twice_stride_raises(asr, chunk, stride):
     with pytest.raises(ValueError, match="must be more than twice stride_length_s"):
         asr(noise(5 * RATE), chunk_length_s=chunk, stride_length_s=stride, max_new_tokens=2)
+
+
+def test_load_audio_one_frame_stereo_file_is_one_sample(tmp_path):
+    path = tmp_path / "one_frame.wav"
+    soundfile.write(path, np.array([[0.5, -0.25]], dtype=np.float32), 16_000)
+    audio = load_audio(str(path), 16_000)
+    assert audio.shape == (1,)
+    assert audio[0] == pytest.approx(0.125, abs=1e-4)
