@@ -103,19 +103,23 @@ def paper_scale_model(frontend: str, vocab_size: int = 200_064) -> MelLLMForSpee
     return model.eval()
 
 
+def synthetic_prompt(batch: int, audio_s: float, text_tokens: int, audio_token_id: int = 200_011) -> dict:
+    """Random log-mel clips of `audio_s` seconds and a prompt holding one placeholder per 80 ms patch."""
+    frames = int(audio_s * 100) - 1
+    patches = -(-frames // 8)
+    input_ids = torch.full((batch, patches + text_tokens), 100, device="cuda")
+    input_ids[:, 2 : 2 + patches] = audio_token_id
+    features = torch.randn(batch, frames, 80, device="cuda", dtype=torch.bfloat16) + 8
+    mask = torch.ones(batch, frames, dtype=torch.bool, device="cuda")
+    return {"input_ids": input_ids, "input_features": features, "input_features_mask": mask}
+
+
 def speed(frontend: str, batch_sizes: list[int], audio_s: float, new_tokens: int) -> list[dict]:
     model = paper_scale_model(frontend)
     params = model.num_parameters()
-    frames = int(audio_s * 100) - 1
-    patches = -(-frames // 8)
-    prompt_extra = 12
     rows = []
     for batch in batch_sizes:
-        input_ids = torch.full((batch, patches + prompt_extra), 100, device="cuda")
-        input_ids[:, 2 : 2 + patches] = model.config.audio_token_id
-        features = torch.randn(batch, frames, 80, device="cuda", dtype=torch.bfloat16) + 8
-        mask = torch.ones(batch, frames, dtype=torch.bool, device="cuda")
-        kwargs = {"input_ids": input_ids, "input_features": features, "input_features_mask": mask}
+        kwargs = synthetic_prompt(batch, audio_s, text_tokens=12)
 
         def generate(kwargs=kwargs):
             with torch.inference_mode():
@@ -155,19 +159,14 @@ def lora_step(batch: int, audio_s: float, transcript_tokens: int = 40) -> dict:
     )
     model = get_peft_model(model, lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    frames = int(audio_s * 100) - 1
-    patches = -(-frames // 8)
-    length = patches + 12 + transcript_tokens
-    input_ids = torch.full((batch, length), 100, device="cuda")
-    input_ids[:, 2 : 2 + patches] = 200_011
-    labels = input_ids.clone()
+    inputs = synthetic_prompt(batch, audio_s, text_tokens=12 + transcript_tokens)
+    length = inputs["input_ids"].shape[1]
+    labels = inputs["input_ids"].clone()
     labels[:, : length - transcript_tokens] = -100
-    features = torch.randn(batch, frames, 80, device="cuda", dtype=torch.bfloat16) + 8
-    mask = torch.ones(batch, frames, dtype=torch.bool, device="cuda")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
     def step():
-        loss = model(input_ids=input_ids, input_features=features, input_features_mask=mask, labels=labels).loss
+        loss = model(**inputs, labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
