@@ -1,4 +1,4 @@
-"""Speech/text examples → model batches: JSONL manifests, audio loading, and the padding collator."""
+"""Speech/text examples → model batches: manifests, `datasets` sources, augmentation hooks and the padding collator."""
 
 import json
 from dataclasses import dataclass, field
@@ -6,9 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from processing import MelLLMProcessor, load_audio
+from training.augment import AugmentConfig, augment_waveform, example_rng, spec_augment
+
+
+NO_AUGMENT = AugmentConfig()
 
 
 @dataclass(frozen=True)
@@ -53,39 +57,106 @@ def read_manifest(path: str | Path, audio_key: str = "path", text_key: str = "tr
     return utterances
 
 
-class SpeechTextDataset(Dataset):
-    """Utterances decoded lazily to 16 kHz mono float32 (soundfile + soxr: no FFmpeg, no torchaudio)."""
+class _Augmenting:
+    """Shared by the map-style and streaming datasets: level, augment, and tag each example with its seed."""
 
-    def __init__(self, utterances: list[Utterance], sampling_rate: int = 16_000, peak_normalize: bool = True):
-        self.utterances = utterances
-        self.sampling_rate = sampling_rate
-        self.peak_normalize = peak_normalize
+    sampling_rate: int = 16_000
+    augment: AugmentConfig = NO_AUGMENT
+    seed: int = 0
+    epoch: int = 0  # set by training.train's epoch callback so augmentation differs per epoch
+
+    def _example(self, audio: np.ndarray, text: str, index: int) -> dict:
+        # Recording levels differ ~8x between FSDD speakers; log-mel shifts with gain, so level them first.
+        audio = audio / max(float(np.abs(audio).max()), 1e-4) * np.float32(0.9)
+        rng = example_rng(self.seed, self.epoch, index)
+        if self.augment.changes_waveform:
+            audio = augment_waveform(audio, rng, self.augment, self.sampling_rate)
+        return {"audio": audio.astype(np.float32), "text": text, "id": index, "seed": int(rng.integers(2**31))}
+
+
+class SpeechTextDataset(_Augmenting, Dataset):
+    """Manifest utterances decoded lazily to 16 kHz mono float32 (soundfile + soxr: no FFmpeg, no torchaudio)."""
+
+    def __init__(self, utterances: list[Utterance], augment: AugmentConfig = NO_AUGMENT, seed: int = 0):
+        self.utterances, self.augment, self.seed = utterances, augment, seed
 
     def __len__(self) -> int:
         return len(self.utterances)
 
     def __getitem__(self, index: int) -> dict:
         utterance = self.utterances[index]
-        audio = load_audio(str(utterance.audio_path), self.sampling_rate)
-        if self.peak_normalize:
-            # Recording levels differ ~8x between FSDD speakers; log-mel shifts with gain, so level them.
-            audio = audio / max(float(np.abs(audio).max()), 1e-4) * 0.9
-        return {"audio": audio, "text": utterance.text}
+        return self._example(load_audio(str(utterance.audio_path), self.sampling_rate), utterance.text, index)
+
+
+class HubSpeechDataset(_Augmenting, Dataset):
+    """A `datasets.Dataset` whose audio column was cast to `Audio(decode=False)`: decoded here with soundfile."""
+
+    def __init__(
+        self, dataset, audio_column: str, text_column: str, augment: AugmentConfig = NO_AUGMENT, seed: int = 0
+    ):
+        self.dataset, self.audio_column, self.text_column = dataset, audio_column, text_column
+        self.augment, self.seed = augment, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.dataset[index]
+        return self._example(load_audio(row[self.audio_column], self.sampling_rate), row[self.text_column], index)
+
+
+class StreamingSpeechDataset(_Augmenting, IterableDataset):
+    """A streaming `datasets.IterableDataset` (decode=False audio); ids count examples in stream order."""
+
+    def __init__(
+        self, dataset, audio_column: str, text_column: str, augment: AugmentConfig = NO_AUGMENT, seed: int = 0
+    ):
+        self.dataset, self.audio_column, self.text_column = dataset, audio_column, text_column
+        self.augment, self.seed = augment, seed
+
+    def __iter__(self):
+        for index, row in enumerate(self.dataset):
+            yield self._example(load_audio(row[self.audio_column], self.sampling_rate), row[self.text_column], index)
+
+
+def load_hub_split(name: str, config: str | None, split: str, audio_column: str, data_files=None, streaming=False):
+    """`datasets.load_dataset` with the audio column left undecoded (no torchcodec/FFmpeg needed)."""
+    from datasets import Audio, load_dataset
+
+    dataset = load_dataset(name, config, split=split, streaming=streaming, data_files=data_files)
+    return dataset.cast_column(audio_column, Audio(decode=False))
 
 
 @dataclass
 class MelLLMDataCollator:
-    """Pads a list of `{"audio", "text"}` examples with the processor: features right-padded, tokens left-padded."""
+    """Pads `{"audio", "text"}` examples with the processor (features right-padded, tokens left-padded), then
+    applies SpecAugment per example from its own seed."""
 
     processor: MelLLMProcessor
+    augment: AugmentConfig = NO_AUGMENT
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        batch = self.processor(
-            audio=[example["audio"] for example in examples],
-            sampling_rate=self.processor.feature_extractor.sampling_rate,
-            text_target=[example["text"] for example in examples],
+        batch = dict(
+            self.processor(
+                audio=[example["audio"] for example in examples],
+                sampling_rate=self.processor.feature_extractor.sampling_rate,
+                text_target=[example["text"] for example in examples],
+            )
         )
-        return dict(batch)
+        if self.augment.masks_features:
+            frames = batch["input_features_mask"].sum(-1).tolist()
+            for i, example in enumerate(examples):
+                rng = np.random.default_rng(example.get("seed", 0))
+                spec_augment(batch["input_features"][i], frames[i], rng, self.augment)
+        return batch
 
 
-__all__ = ["MelLLMDataCollator", "SpeechTextDataset", "Utterance", "read_manifest"]
+__all__ = [
+    "HubSpeechDataset",
+    "MelLLMDataCollator",
+    "SpeechTextDataset",
+    "StreamingSpeechDataset",
+    "Utterance",
+    "load_hub_split",
+    "read_manifest",
+]

@@ -1,0 +1,189 @@
+"""The embedded espeak-ng corpus: synthesis, the text generator, determinism, held-out voices and the disk cache."""
+
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from training import synthetic_corpus, synthetic_speech
+from training.data import read_manifest
+from training.synthetic_corpus import (
+    HELD_OUT_VOICES,
+    TRAIN_VOICES,
+    build_corpus,
+    cardinal,
+    generate_text,
+    ordinal,
+    vocabulary,
+    year,
+)
+from training.synthetic_speech import EspeakSynthesizer
+
+
+WORDS = re.compile(r"^[a-z]+( [a-z]+)*$")
+
+
+def build_small(root: Path, num_train: int = 24, num_eval: int = 15, seed: int = 3, **kwargs) -> tuple[Path, Path]:
+    """A few dozen clips in shards of 16, so several fresh synthesis processes take part."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(synthetic_corpus, "SHARD_SIZE", 16)
+        return build_corpus(root, num_train=num_train, num_eval=num_eval, seed=seed, **kwargs)
+
+
+def rows_of(manifest: Path) -> list[dict]:
+    return [json.loads(line) for line in manifest.read_text().splitlines()]
+
+
+def mean_spectrum(audio: np.ndarray) -> np.ndarray:
+    frames = np.lib.stride_tricks.sliding_window_view(audio, 512)[::256] * np.hanning(512)
+    spectrum = np.log(np.abs(np.fft.rfft(frames)).mean(axis=0) + 1e-6)
+    return spectrum - spectrum.mean()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, Path]:
+    return build_small(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def synthesizer() -> EspeakSynthesizer:
+    return EspeakSynthesizer()
+
+
+def test_synthesis_gives_plausible_audio(synthesizer):
+    assert synthesizer.sampling_rate == 22050
+    short = synthesizer.synthesize("three seven one", "en-us", rate_wpm=175)
+    long = synthesizer.synthesize("turn the lights off in the kitchen and play some music", "en-us", rate_wpm=175)
+    for audio in (short, long):
+        assert audio.dtype == np.float32
+        assert np.isfinite(audio).all()
+        assert 0.05 < np.abs(audio).max() <= 1.0
+        assert np.sqrt(np.mean(audio**2)) > 0.01
+    assert 0.5 < len(short) / 22050 < 3.0
+    assert len(long) > 2 * len(short)
+    slow = synthesizer.synthesize("three seven one", "en-us", rate_wpm=120)
+    assert len(slow) > len(short)
+
+
+def test_different_voices_sound_different(synthesizer):
+    text = "the quick brown fox jumps over the lazy dog"
+    base = mean_spectrum(synthesizer.synthesize(text, "en-us"))
+    again = mean_spectrum(synthesizer.synthesize(text, "en-us"))
+    for other in ("en-us+f3", "en-gb-scotland+m4", "en-us+klatt"):
+        distance = np.abs(mean_spectrum(synthesizer.synthesize(text, other)) - base).mean()
+        assert distance > 3 * np.abs(again - base).mean(), other
+
+
+def test_unknown_voice_or_variant_is_an_error(synthesizer):
+    with pytest.raises(ValueError, match="no voice"):
+        synthesizer.synthesize("hello", "xx-nowhere")
+    with pytest.raises(ValueError, match="variant"):
+        synthesizer.synthesize("hello", "en-us+nonexistent")  # espeak-ng itself would silently ignore it
+    assert {"m3", "f2", "klatt"} <= set(synthesizer.variants)
+
+
+def test_missing_library_gives_install_advice(monkeypatch):
+    monkeypatch.setattr(synthetic_speech, "_state", {})  # as in a process that has not loaded espeak-ng yet
+    monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # makes `import espeakng_loader` fail
+    with pytest.raises(RuntimeError, match="pip install espeakng-loader"):
+        EspeakSynthesizer()
+
+
+def test_voice_plan_holds_out_accents_and_variants(synthesizer):
+    assert not set(TRAIN_VOICES) & set(HELD_OUT_VOICES)
+    accents = lambda voices: {v.partition("+")[0] for v in voices}  # noqa: E731
+    variants = lambda voices: {v.partition("+")[2] for v in voices}  # noqa: E731
+    assert not accents(TRAIN_VOICES) & accents(HELD_OUT_VOICES)
+    assert not variants(TRAIN_VOICES) & variants(HELD_OUT_VOICES)
+    for voice in TRAIN_VOICES + HELD_OUT_VOICES:  # every name exists in the bundled data
+        assert len(synthesizer.synthesize("one", voice)) > 0
+
+
+def test_text_generator_covers_every_kind():
+    rng = random.Random(0)
+    samples = [generate_text(rng) for _ in range(600)]
+    kinds = {kind for kind, _ in samples}
+    assert kinds == {"digits", "number", "command", "sentence"}
+    vocabulary_words = set(vocabulary())
+    assert 200 < len(vocabulary_words) < 600
+    for kind, text in samples:
+        assert WORDS.match(text), text
+        assert 1 <= len(text.split()) <= 12
+        assert set(text.split()) <= vocabulary_words, text
+        if kind == "digits":
+            assert set(text.split()) <= set(synthetic_corpus.ONES[:10])
+    texts = {text for _, text in samples}
+    assert any(t.startswith("turn the") for t in texts)
+    assert any(t.startswith("the ") and len(t.split()) >= 4 for t in texts)
+    assert [generate_text(random.Random(5)) for _ in range(3)] == [generate_text(random.Random(5)) for _ in range(3)]
+
+
+def test_numbers_in_words():
+    assert cardinal(0) == "zero"
+    assert cardinal(40) == "forty"
+    assert cardinal(4012) == "four thousand twelve"
+    assert cardinal(999) == "nine hundred ninety nine"
+    assert ordinal(23) == "twenty third"
+    assert ordinal(30) == "thirtieth"
+    assert year(1905) == "nineteen oh five"
+    assert year(2007) == "two thousand seven"
+    assert year(2025) == "twenty twenty five"
+
+
+def test_manifests_load_and_match_the_audio(corpus):
+    train_manifest, eval_manifest = corpus
+    for manifest, split, count in ((train_manifest, "train", 24), (eval_manifest, "eval", 15)):
+        utterances = read_manifest(manifest)
+        assert len(utterances) == count
+        for utterance, row in zip(utterances, rows_of(manifest), strict=True):
+            assert utterance.audio_path.is_file()
+            assert WORDS.match(utterance.text)
+            assert row["split"] == split
+            assert row["speaker"] == row["voice"]
+            audio, rate = soundfile.read(utterance.audio_path, dtype="float32")
+            assert rate == 16_000
+            assert audio.ndim == 1
+            assert abs(len(audio) / rate - row["duration"]) < 1e-3
+            assert 0.85 < np.abs(audio).max() < 0.95  # peak-normalised to 0.9
+            assert 0.2 < row["duration"] < 8.0
+
+
+def test_eval_split_uses_only_held_out_voices_and_unseen_texts(corpus):
+    train_rows, eval_rows = rows_of(corpus[0]), rows_of(corpus[1])
+    assert {r["voice"] for r in train_rows} <= set(TRAIN_VOICES)
+    assert {r["voice"] for r in eval_rows} == set(HELD_OUT_VOICES)  # 15 clips: each held-out voice once
+    assert not {r["transcript"] for r in eval_rows} & {r["transcript"] for r in train_rows}
+
+
+def test_same_seed_gives_identical_corpus(corpus, tmp_path):
+    again = build_small(tmp_path / "again", num_workers=1)  # other worker count, same shards
+    for first, second in zip(corpus, again, strict=True):
+        assert first.read_text() == second.read_text()
+        for row in rows_of(first):
+            assert (first.parent / row["path"]).read_bytes() == (second.parent / row["path"]).read_bytes()
+
+
+def test_cache_is_reused_and_invalidated(tmp_path):
+    train_manifest, eval_manifest = build_small(tmp_path, num_train=4, num_eval=2)
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    assert build_small(tmp_path, num_train=4, num_eval=2) == (train_manifest, eval_manifest)
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
+
+    build_small(tmp_path, num_train=4, num_eval=3)
+    assert len(rows_of(eval_manifest)) == 3
+    assert json.loads((tmp_path / "corpus_info.json").read_text())["num_eval"] == 3
+    assert (tmp_path / "train" / "000000.wav").stat().st_mtime_ns != stamps[tmp_path / "train" / "000000.wav"]
+
+
+def test_default_cache_dir_honours_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MEL_LLM_CACHE", str(tmp_path))
+    assert synthetic_corpus.default_cache_dir() == tmp_path / "synthetic_corpus"
+    monkeypatch.delenv("MEL_LLM_CACHE")
+    assert synthetic_corpus.default_cache_dir() == Path.home() / ".cache" / "mel_llm" / "synthetic_corpus"

@@ -1,0 +1,283 @@
+"""The training recipe: YAML configs, Trainer steps, LoRA/layer selection, resume, 2-process DDP, data checks."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tests.conftest import FSDD_DIR, REPO_ROOT, read_fsdd_manifest
+from training.arguments import ModelArguments, parse_config
+from training.augment import AugmentConfig, augment_waveform, example_rng, spec_augment
+from training.data import read_manifest
+from training.finetuning import apply_finetuning, load_unmerged
+
+
+CONFIGS = sorted((REPO_ROOT / "training" / "configs").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def small_manifests(tmp_path_factory) -> tuple[Path, Path]:
+    """16 FSDD training clips (4 digits x 4 speakers) and 8 test clips, as JSONL manifests with absolute paths."""
+    folder = tmp_path_factory.mktemp("manifests")
+    rows = read_fsdd_manifest()
+    train = [r for r in rows if r["fsdd_split"] == "train" and r["digit"] < 4 and r["take"] in (5, 6, 7, 8)]
+    train = [r for r in train if r["speaker"] in ("jackson", "theo")][:16]
+    test = [r for r in rows if r["fsdd_split"] == "test" and r["digit"] < 4 and r["speaker"] == "jackson"][:8]
+    paths = []
+    for name, chosen in (("train", train), ("test", test)):
+        path = folder / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({**r, "path": str(FSDD_DIR / r["path"])}) + "\n" for r in chosen))
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def run_args(manifests, output_dir, *extra: str) -> list[str]:
+    train, test = manifests
+    return [
+        "--corpus=manifest",
+        f"--train_manifest={train}",
+        f"--eval_manifest={test}",
+        f"--output_dir={output_dir}",
+        "--tiny_hidden_size=64",
+        "--tiny_num_layers=2",
+        "--tiny_vocab_size=300",
+        "--per_device_train_batch_size=4",
+        "--per_device_eval_batch_size=8",
+        "--learning_rate=3e-3",
+        "--logging_steps=1",
+        "--save_strategy=no",
+        "--report_to=none",
+        "--use_cpu=true",
+        "--remove_unused_columns=false",
+        "--eval_strategy=no",
+        "--seed=0",
+        *extra,
+    ]
+
+
+def losses(output_dir: Path) -> dict[int, float]:
+    state = (
+        json.loads((output_dir / "trainer_state.json").read_text())
+        if (output_dir / "trainer_state.json").exists()
+        else None
+    )
+    history = state["log_history"] if state else []
+    return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_every_config_parses(config):
+    # use_cpu lets a GPU recipe's bf16 flag validate on this CPU-only machine.
+    model_args, data_args, training_args = parse_config([str(config), "--use_cpu=true"])
+    assert model_args.finetune in ("full", "lora", "frontend")
+    assert data_args.corpus in ("synthetic", "fsdd", "manifest", "hub")
+    assert training_args.max_steps > 0
+
+
+def test_accelerate_configs_are_valid_yaml():
+    for path in (REPO_ROOT / "training" / "configs" / "accelerate").glob("*.yaml"):
+        assert "distributed_type" in yaml.safe_load(path.read_text()), path
+
+
+def test_overrides_are_typed_and_unknown_keys_fail(tmp_path):
+    _, data_args, training_args = parse_config(["--learning_rate=1e-4", "--speed_perturb=[0.9,1.1]", "--max_steps=7"])
+    assert training_args.learning_rate == pytest.approx(1e-4)
+    assert training_args.max_steps == 7
+    assert data_args.speed_perturb == [0.9, 1.1]
+    with pytest.raises(ValueError, match="Unknown argument --learnin_rate"):
+        parse_config(["--learnin_rate=1e-4"])
+    with pytest.raises(ValueError, match="--max_steps='ten'"):
+        parse_config(["--max_steps=ten"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: 1.0e-3\nnot_a_field: 3\n")
+    with pytest.raises(ValueError, match="not_a_field"):
+        parse_config([str(bad)])
+
+
+def test_a_few_trainer_steps_reduce_the_loss(small_manifests, tmp_path):
+    from training.train import main
+
+    results = main(run_args(small_manifests, tmp_path, "--max_steps=30"))
+    history = losses_from_log(tmp_path)
+    first, last = np.mean(history[:5]), np.mean(history[-5:])
+    assert last < 0.6 * first, history
+    assert (tmp_path / "training_curve.png").stat().st_size > 1000
+    assert (tmp_path / "report.json").exists()
+    assert set(results["sets"]) == {"test"}
+    from transformers import AutoModelForSpeechSeq2Seq
+
+    reloaded = AutoModelForSpeechSeq2Seq.from_pretrained(tmp_path, trust_remote_code=True)
+    assert type(reloaded).__name__ == "MelLLMForSpeechLM"
+
+
+def losses_from_log(output_dir: Path) -> list[float]:
+    rows = (output_dir / "training_log.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    column = header.index("loss")
+    return [float(r.split(",")[column]) for r in rows[1:] if r.split(",")[column]]
+
+
+def test_resume_continues_the_same_loss_curve(small_manifests, tmp_path):
+    """Augmentation on: a resumed run must replay the same data order and the same random draws."""
+    from training.train import main
+
+    augment = ["--speed_perturb=[0.9,1.0,1.1]", "--gain_db=6", "--spec_time_masks=1", "--spec_freq_masks=1"]
+    full = tmp_path / "full"
+    main(run_args(small_manifests, full, "--max_steps=8", "--save_strategy=steps", "--save_steps=4", *augment))
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoint-4").parent.mkdir(parents=True)
+    os.symlink(full / "checkpoint-4", resumed / "checkpoint-4")
+    main(
+        run_args(
+            small_manifests,
+            resumed,
+            "--max_steps=8",
+            "--save_strategy=steps",
+            "--save_steps=4",
+            f"--resume_from_checkpoint={resumed / 'checkpoint-4'}",
+            *augment,
+        )
+    )
+    uninterrupted, continued = losses_from_log(full), losses_from_log(resumed)
+    assert len(uninterrupted) == 8
+    assert continued[-4:] == pytest.approx(uninterrupted[-4:], rel=1e-5)
+
+
+def _tiny_model(family: str, num_layers: int = 3, frontend: str = "stack"):
+    from training.tiny import build_tiny_model, build_tiny_processor
+
+    processor = build_tiny_processor()
+    return build_tiny_model(processor, family=family, frontend=frontend, num_layers=num_layers)
+
+
+@pytest.mark.parametrize(
+    ("family", "targets"),
+    [
+        ("llama", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+        ("phi3", {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}),
+    ],
+)
+def test_lora_targets_exactly_the_chosen_layers(family, targets):
+    model = apply_finetuning(
+        _tiny_model(family), ModelArguments(finetune="lora", lora_r=4, lora_alpha=8, train_layers=[0, 2])
+    )
+    adapted = {name.removesuffix(".lora_A") for name, _ in model.named_modules() if name.endswith(".lora_A")}
+    expected = {
+        f"base_model.model.language_model.model.layers.{i}.{'self_attn' if t in ('q_proj', 'k_proj', 'v_proj', 'qkv_proj', 'o_proj') else 'mlp'}.{t}"
+        for i in (0, 2)
+        for t in targets
+    }
+    assert adapted == expected
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert all(".lora_" in name or "modules_to_save" in name for name in trainable)
+    # The stack front end has only buffers (the normalisation statistics); wrapping it still saves them.
+    assert type(model.base_model.model.audio_frontend).__name__ == "ModulesToSaveWrapper"
+    assert any("multi_modal_projector.modules_to_save" in name for name in trainable)
+    assert not any("layers.1." in name for name in trainable)
+
+
+def test_full_finetune_of_a_layer_range_freezes_the_others():
+    model = apply_finetuning(_tiny_model("qwen2"), ModelArguments(finetune="full", train_layers=[0]))
+    for name, parameter in model.named_parameters():
+        if ".layers.1." in name or ".layers.2." in name:
+            assert not parameter.requires_grad, name
+        if ".layers.0." in name or name.startswith(("audio_frontend", "multi_modal_projector")):
+            assert parameter.requires_grad, name
+    with pytest.raises(ValueError, match=r"train_layers=\[5\] must index the backbone's 3 layers"):
+        apply_finetuning(_tiny_model("qwen2"), ModelArguments(train_layers=[5]))
+
+
+def test_frontend_only_freezes_the_llm():
+    model = apply_finetuning(_tiny_model("llama", frontend="conv"), ModelArguments(finetune="frontend"))
+    trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"audio_frontend", "multi_modal_projector"}
+
+
+def test_lora_run_saves_merged_and_unmerged_models_that_agree(small_manifests, tmp_path):
+    from transformers import AutoModel, AutoProcessor
+
+    from training.train import main
+
+    main(run_args(small_manifests, tmp_path, "--max_steps=6", "--finetune=lora", "--lora_r=4", "--lora_alpha=8"))
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    merged = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
+    unmerged = load_unmerged(tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    rows = read_manifest(small_manifests[1])[:2]
+    from processing import load_audio
+
+    inputs = processor(audio=[load_audio(str(r.audio_path), 16_000) for r in rows], sampling_rate=16_000)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**inputs).logits, unmerged(**inputs).logits, atol=1e-4, rtol=1e-4)
+    base = AutoModel.from_pretrained(tmp_path / "base", trust_remote_code=True)
+    with torch.no_grad():
+        assert not torch.allclose(base(**inputs).logits, merged(**inputs).logits)
+
+
+def test_two_process_cpu_ddp_sees_different_data(small_manifests, tmp_path):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "training.train",
+        *run_args(small_manifests, tmp_path, "--max_steps=2", "--record_sample_ids"),
+    ]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    seen = []
+    for rank in (0, 1):
+        lines = (tmp_path / f"sample_ids_rank{rank}.txt").read_text().split("\n")
+        seen.append([set(map(int, line.split())) for line in lines if line])
+    assert len(seen[0]) == len(seen[1]) == 2
+    for step in range(2):
+        assert seen[0][step].isdisjoint(seen[1][step])
+    assert (tmp_path / "config.json").exists()
+
+
+def test_manifest_errors_name_the_line(tmp_path):
+    clip = str(FSDD_DIR / read_fsdd_manifest()[0]["path"])
+    cases = {
+        "missing file": (
+            [{"path": clip, "transcript": "zero"}, {"path": "nope.wav", "transcript": "one"}],
+            ":2 points to a missing audio file",
+        ),
+        "empty transcript": ([{"path": clip, "transcript": "  "}], ":1 has an empty transcript"),
+        "no text field": ([{"path": clip}], ":1 lacks the 'path' or 'transcript' field"),
+    }
+    for name, (rows, message) in cases.items():
+        manifest = tmp_path / f"{name.replace(' ', '_')}.jsonl"
+        manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        with pytest.raises(ValueError, match=message):
+            read_manifest(manifest)
+
+
+def test_augmentation_is_seeded_and_does_what_it_says():
+    audio = (0.3 * np.sin(np.linspace(0, 2000, 16_000))).astype(np.float32)
+    config = AugmentConfig(speed_perturb=(1.1,), gain_db=6.0, noise_snr_db=10.0)
+    a = augment_waveform(audio, example_rng(0, 0, 5), config, 16_000)
+    b = augment_waveform(audio, example_rng(0, 0, 5), config, 16_000)
+    c = augment_waveform(audio, example_rng(0, 1, 5), config, 16_000)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert abs(len(a) - 16_000 / 1.1) < 5
+    features = torch.ones(100, 80)
+    spec_augment(features, 90, np.random.default_rng(0), AugmentConfig(spec_time_masks=2, spec_freq_masks=2))
+    assert (features == 0).any()
+    assert (features[90:] == 1).all()  # padding frames are left alone

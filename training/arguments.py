@@ -1,0 +1,168 @@
+"""Run configuration: model/data argument dataclasses and `parse_config` (one YAML + typed `--key=value` overrides).
+
+    python -m training.train training/configs/tiny_cpu.yaml --learning_rate=1e-3 --max_steps=200
+
+Keys go to `ModelArguments`, `DataArguments` or `transformers.TrainingArguments` by name; an unknown key or a value
+that does not fit the field's type raises, naming the key (nanoGPT's configurator, on HF dataclasses).
+"""
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+
+# Attention and MLP projections of Llama/Qwen2 (q/k/v/o, gate/up/down) and Phi-3/Phi-4 (fused qkv, gate_up).
+LORA_TARGETS = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "qkv_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "gate_up_proj",
+    "down_proj",
+]
+
+
+@dataclass
+class ModelArguments:
+    """What to build: the backbone, the audio front end, and which weights train."""
+
+    text_model: str | None = field(
+        default=None, metadata={"help": "Hub id or path of a causal LM; None builds a tiny LM from scratch"}
+    )
+    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file inside text_model (e.g. SmolLM2)"})
+    init_from: str | None = field(
+        default=None, metadata={"help": "a trained Mel-LLM folder to start from (the 'multimodal checkpoint' init)"}
+    )
+    tiny_family: str = field(default="llama", metadata={"help": "from-scratch backbone family"})
+    tiny_hidden_size: int = 128
+    tiny_num_layers: int = 4
+    tiny_num_heads: int = 4
+    tiny_vocab_size: int = 400
+    frontend: str = field(default="stack", metadata={"help": "stack | conv"})
+    frames_per_patch: int = 8
+    conv_channels: int = 256
+    conv_output_size: int = 256
+    finetune: str = field(default="full", metadata={"help": "full | lora | frontend (LLM frozen)"})
+    lora_r: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.01
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: list(LORA_TARGETS), metadata={"help": "LLM linear layer names that get LoRA"}
+    )
+    train_layers: list[int] | None = field(
+        default=None,
+        metadata={"help": "LLM layer indices that train (LoRA layers_to_transform, or unfrozen layers); None = all"},
+    )
+    attn_implementation: str = "sdpa"
+
+
+@dataclass
+class DataArguments:
+    """Where speech comes from and how it is augmented."""
+
+    corpus: str = field(default="synthetic", metadata={"help": "synthetic | fsdd | manifest | hub"})
+    train_manifest: str | None = None
+    eval_manifest: str | None = None
+    dataset_name: str | None = None
+    dataset_config: str | None = None
+    dataset_data_files: str | None = field(default=None, metadata={"help": "data_files for builders like parquet"})
+    train_split: str = "train"
+    eval_split: str | None = "test"
+    audio_column: str = "audio"
+    text_column: str = "text"
+    streaming: bool = False
+    synthetic_num_train: int = 4000
+    synthetic_num_eval: int = 300
+    fsdd_test_speaker: str | None = field(
+        default=None, metadata={"help": "FSDD leave-one-speaker-out: train on the others, test on this one"}
+    )
+    max_duration_s: float = 30.0
+    eval_max_samples: int | None = 200
+    speed_perturb: list[float] | None = field(default=None, metadata={"help": "e.g. [0.9, 1.0, 1.1]"})
+    gain_db: float = 0.0
+    noise_snr_db: float | None = None
+    spec_time_masks: int = 0
+    spec_time_mask_frames: int = 20
+    spec_freq_masks: int = 0
+    spec_freq_mask_bins: int = 10
+    record_sample_ids: bool = field(default=False, metadata={"help": "write the example ids each rank trains on"})
+
+
+ALL_ARGUMENTS = (ModelArguments, DataArguments, TrainingArguments)
+
+
+def _field_types() -> dict[str, typing.Any]:
+    types_by_name = {}
+    for cls in ALL_ARGUMENTS:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.init:
+                types_by_name[f.name] = hints.get(f.name, str)
+    return types_by_name
+
+
+def _convert(key: str, text: str, annotation) -> typing.Any:
+    """Parse an override string to the field's type: null, bools, numbers and lists via YAML; strings verbatim
+    (so `--save_strategy=no` stays "no", not YAML's False)."""
+    if text.strip() in ("null", "~", "None"):  # lower-case "none" is a real value (report_to=none)
+        return None
+    members = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [m for m in members if m is not type(None)]
+        annotation = members[0] if len(members) == 1 else annotation
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    try:
+        if annotation is bool:
+            value = yaml.safe_load(text)
+            if not isinstance(value, bool):
+                raise ValueError("expected true or false")
+            return value
+        if annotation in (int, float):
+            return annotation(text)
+        if origin is list:
+            value = yaml.safe_load(text)
+            items = value if isinstance(value, list) else [value]
+            return [args[0](v) for v in items] if args and args[0] in (int, float, str) else items
+        if origin is dict:
+            return yaml.safe_load(text)
+        return text
+    except (TypeError, ValueError, yaml.YAMLError) as error:
+        raise ValueError(f"--{key}={text!r} does not fit the field's type {annotation}: {error}") from error
+
+
+def parse_config(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    """`[config.yaml] [--key=value ...]` → the three argument dataclasses."""
+    values: dict[str, typing.Any] = {}
+    field_types = _field_types()
+    for arg in argv:
+        if not arg.startswith("--"):
+            loaded = yaml.safe_load(Path(arg).read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{arg} must hold a mapping of argument names to values.")
+            values.update(loaded)
+            continue
+        key, sep, text = arg[2:].partition("=")
+        key = key.replace("-", "_")
+        if key not in field_types:
+            raise ValueError(f"Unknown argument --{key}; see ModelArguments, DataArguments and TrainingArguments.")
+        if not sep:
+            if field_types[key] is not bool:
+                raise ValueError(f"--{key} needs a value: --{key}=VALUE.")
+            text = "true"
+        values[key] = _convert(key, text, field_types[key])
+    unknown = sorted(set(values) - set(field_types))
+    if unknown:
+        raise ValueError(f"Unknown argument(s) in the config: {unknown}.")
+    values.setdefault("output_dir", "runs/mel_llm")
+    return HfArgumentParser(ALL_ARGUMENTS).parse_dict(values)
+
+
+__all__ = ["LORA_TARGETS", "DataArguments", "ModelArguments", "parse_config"]

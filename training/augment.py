@@ -1,0 +1,68 @@
+"""Training-time augmentation: speed perturbation, gain and noise on waveforms; SpecAugment masks on log-mel.
+
+Every draw comes from a generator seeded per example (run seed, epoch, example index), so a resumed run sees exactly
+the augmentations an uninterrupted one would.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+import torch
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    speed_perturb: tuple[float, ...] | None = None  # factors drawn uniformly, e.g. (0.9, 1.0, 1.1)
+    gain_db: float = 0.0  # gain drawn from [-gain_db, +gain_db]
+    noise_snr_db: float | None = None  # white noise at an SNR drawn from [noise_snr_db, noise_snr_db + 20]
+    spec_time_masks: int = 0
+    spec_time_mask_frames: int = 20
+    spec_freq_masks: int = 0
+    spec_freq_mask_bins: int = 10
+
+    @property
+    def changes_waveform(self) -> bool:
+        return bool(self.speed_perturb) or self.gain_db > 0 or self.noise_snr_db is not None
+
+    @property
+    def masks_features(self) -> bool:
+        return self.spec_time_masks > 0 or self.spec_freq_masks > 0
+
+
+def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, index])
+
+
+def augment_waveform(audio: np.ndarray, rng: np.random.Generator, config: AugmentConfig, rate: int) -> np.ndarray:
+    """Kaldi-style speed perturbation (tempo and pitch), random gain, then white noise at a random SNR."""
+    if config.speed_perturb:
+        factor = float(rng.choice(config.speed_perturb))
+        if factor != 1.0:
+            audio = soxr.resample(audio, rate * factor, rate).astype(np.float32)
+    if config.gain_db > 0:
+        audio = audio * np.float32(10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20))
+    if config.noise_snr_db is not None:
+        snr_db = rng.uniform(config.noise_snr_db, config.noise_snr_db + 20)
+        power = float(np.mean(audio**2)) + 1e-10
+        noise = rng.standard_normal(len(audio)).astype(np.float32) * np.float32(np.sqrt(power / 10 ** (snr_db / 10)))
+        audio = audio + noise
+    return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
+def spec_augment(features: torch.Tensor, num_frames: int, rng: np.random.Generator, config: AugmentConfig) -> None:
+    """In place on one clip's (T, M) log-mel: zero random time spans and mel bands (0 = the log floor, silence)."""
+    for _ in range(config.spec_time_masks):
+        width = int(rng.integers(0, config.spec_time_mask_frames + 1))
+        if 0 < width < num_frames:
+            start = int(rng.integers(0, num_frames - width))
+            features[start : start + width] = 0.0
+    num_bins = features.shape[-1]
+    for _ in range(config.spec_freq_masks):
+        width = int(rng.integers(0, config.spec_freq_mask_bins + 1))
+        if 0 < width < num_bins:
+            start = int(rng.integers(0, num_bins - width))
+            features[:num_frames, start : start + width] = 0.0
+
+
+__all__ = ["AugmentConfig", "augment_waveform", "example_rng", "spec_augment"]

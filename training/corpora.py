@@ -1,0 +1,124 @@
+"""Which speech a run trains and evaluates on: the embedded synthetic corpus, FSDD, JSONL manifests or `datasets`."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from processing import load_audio
+from training.arguments import DataArguments
+from training.augment import AugmentConfig
+from training.data import (
+    HubSpeechDataset,
+    SpeechTextDataset,
+    StreamingSpeechDataset,
+    Utterance,
+    load_hub_split,
+    read_manifest,
+)
+
+
+FSDD_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "manifest.jsonl"
+CORPORA = ("synthetic", "fsdd", "manifest", "hub")
+
+
+@dataclass
+class TrainingData:
+    train: object  # a torch Dataset / IterableDataset of {"audio", "text", "id", "seed"}
+    train_texts: list[str]  # transcripts that a from-scratch tokenizer is trained on
+    wer_sets: dict[str, list[Utterance]] = field(default_factory=dict)  # held-out sets transcribed for WER
+    eval_loss: object | None = None  # optional dataset for the teacher-forced eval loss
+
+    @property
+    def has_length(self) -> bool:
+        return hasattr(self.train, "__len__")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MEL_LLM_CACHE", Path.home() / ".cache" / "mel_llm"))
+
+
+def _limit(utterances: list[Utterance], limit: int | None) -> list[Utterance]:
+    """An evenly spread subset (held-out sets are ordered by voice/speaker)."""
+    if limit is None or len(utterances) <= limit:
+        return utterances
+    return [utterances[i] for i in np.linspace(0, len(utterances) - 1, limit).astype(int)]
+
+
+def fsdd_splits(test_speaker: str | None) -> tuple[list[Utterance], dict[str, list[Utterance]]]:
+    """Takes 5-49 train / 0-4 test (FSDD's convention), or leave-one-speaker-out when `test_speaker` is set."""
+    utterances = read_manifest(FSDD_MANIFEST)
+    if test_speaker is None:
+        train = [u for u in utterances if u.metadata["fsdd_split"] == "train"]
+        return train, {"fsdd_test": [u for u in utterances if u.metadata["fsdd_split"] == "test"]}
+    speakers = sorted({u.metadata["speaker"] for u in utterances})
+    if test_speaker not in speakers:
+        raise ValueError(f"fsdd_test_speaker={test_speaker!r} is not one of {speakers}.")
+    train = [u for u in utterances if u.metadata["speaker"] != test_speaker]
+    return train, {f"fsdd_{test_speaker}": [u for u in utterances if u.metadata["speaker"] == test_speaker]}
+
+
+def materialize_eval_set(dataset, args: DataArguments, folder: Path) -> list[Utterance]:
+    """Write up to `eval_max_samples` examples of a `datasets` split as 16 kHz WAVs, so WER runs on files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    utterances = []
+    for index, row in enumerate(dataset):
+        if args.eval_max_samples is not None and index >= args.eval_max_samples:
+            break
+        path = folder / f"{index:06d}.wav"
+        soundfile.write(path, load_audio(row[args.audio_column], 16_000), 16_000)
+        utterances.append(Utterance(path, str(row[args.text_column]).strip(), index))
+    return utterances
+
+
+def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -> TrainingData:
+    if args.corpus not in CORPORA:
+        raise ValueError(f"corpus={args.corpus!r}; choose one of {CORPORA}.")
+    if args.corpus == "hub":
+        return _hub_data(args, augment, seed)
+    if args.corpus == "synthetic":
+        from training.synthetic_corpus import build_corpus
+
+        train_manifest, eval_manifest = build_corpus(
+            cache_dir() / "synthetic_corpus", args.synthetic_num_train, args.synthetic_num_eval, seed=seed
+        )
+        train, wer_sets = read_manifest(train_manifest), {"synthetic_heldout_voices": read_manifest(eval_manifest)}
+    elif args.corpus == "fsdd":
+        train, wer_sets = fsdd_splits(args.fsdd_test_speaker)
+    else:
+        if not args.train_manifest:
+            raise ValueError("corpus='manifest' needs train_manifest (and usually eval_manifest).")
+        train = read_manifest(args.train_manifest)
+        wer_sets = {Path(args.eval_manifest).stem: read_manifest(args.eval_manifest)} if args.eval_manifest else {}
+    wer_sets = {name: _limit(utterances, args.eval_max_samples) for name, utterances in wer_sets.items()}
+    return TrainingData(
+        train=SpeechTextDataset(train, augment, seed), train_texts=[u.text for u in train], wer_sets=wer_sets
+    )
+
+
+def _hub_data(args: DataArguments, augment: AugmentConfig, seed: int) -> TrainingData:
+    if not args.dataset_name:
+        raise ValueError("corpus='hub' needs dataset_name (a Hub id, or a builder such as 'parquet' + data files).")
+    data_files = args.dataset_data_files
+    split = load_hub_split(
+        args.dataset_name, args.dataset_config, args.train_split, args.audio_column, data_files, args.streaming
+    )
+    if args.streaming:
+        train = StreamingSpeechDataset(split, args.audio_column, args.text_column, augment, seed)
+        texts = [row[args.text_column] for _, row in zip(range(2000), split, strict=False)]
+    else:
+        train = HubSpeechDataset(split, args.audio_column, args.text_column, augment, seed)
+        texts = list(split[args.text_column])
+    wer_sets = {}
+    if args.eval_split:
+        evaluation = load_hub_split(
+            args.dataset_name, args.dataset_config, args.eval_split, args.audio_column, data_files, streaming=True
+        )
+        name = f"{Path(args.dataset_name).name}_{args.eval_split}"
+        wer_sets[name] = materialize_eval_set(evaluation, args, cache_dir() / "eval_sets" / name)
+    return TrainingData(train=train, train_texts=texts, wer_sets=wer_sets)
+
+
+__all__ = ["CORPORA", "FSDD_MANIFEST", "TrainingData", "fsdd_splits", "load_training_data"]

@@ -1,0 +1,287 @@
+"""A default training corpus that needs no download: seeded English text spoken locally by espeak-ng.
+
+    python -m training.synthetic_corpus --out DIR --num-train 3000 --num-eval 300
+
+Texts are lower-case words without punctuation (digit strings, spelled-out numbers/times/dates, smart-home commands,
+template sentences over a few hundred words), so WER measures recognition, not formatting. Training utterances use
+`TRAIN_VOICES`; the eval split uses `HELD_OUT_VOICES`, whose accents *and* voice modifiers never occur in training.
+Each utterance gets its own speaking rate, pitch and pitch range. Audio: 16 kHz mono 16-bit WAV, lightly trimmed,
+peak-normalised; manifests load with `training.data.read_manifest`.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import time
+from importlib import metadata
+from pathlib import Path
+
+from training.synthetic_speech import EspeakSynthesizer, to_training_clip, write_wav
+
+
+GENERATOR_VERSION = 1  # bump whenever texts, voices or audio processing change: invalidates every cache
+SAMPLING_RATE = 16_000
+SHARD_SIZE = 500  # utterances per fresh synthesis process; fixed so output never depends on the worker count
+MAX_WORDS = 12
+
+_WORD_LISTS = {  # a few hundred words in all: small enough for a CPU-sized model to learn
+    "ones": "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+    " seventeen eighteen nineteen",
+    "tens": "_ _ twenty thirty forty fifty sixty seventy eighty ninety",
+    "ordinals": "_ first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth"
+    " fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth",
+    "months": "january february march april may june july august september october november december",
+    "noun": "cat dog bird fish horse cow sheep rabbit mouse fox bear lion tiger monkey frog duck goat owl snake book"
+    " pen cup box bag hat coat shoe key lamp chair table door clock phone ball kite boat train car bus bike plane"
+    " apple bread cake egg cheese milk tea soup orange banana lemon flower tree river mountain letter picture song"
+    " ticket map umbrella pencil basket bottle",
+    "adj": "big small old new happy sad quick slow tall short hot cold warm soft loud quiet heavy clean dirty little"
+    " young bright dark sweet empty full lucky funny busy strange",
+    "colour": "red blue green yellow black white brown pink purple grey silver golden",
+    "vt": "saw found took made painted washed bought sold carried pushed pulled opened dropped kicked caught chased"
+    " followed watched liked wanted needed moved lifted hid built cleaned fixed",
+    "vi": "ran jumped slept sat stood walked danced sang swam laughed smiled waited fell cried played worked",
+    "place": "kitchen bedroom garden park school office station market library beach forest city village garage"
+    " hallway bathroom",
+    "name": "anna ben clara david emma frank grace henry james kate lucy mark nina oscar paul sarah tom zoe",
+    "when": "today yesterday tomorrow tonight now later again",
+    "room": "kitchen bedroom bathroom hallway garage office garden",
+    "device": "lights heater fan radio television oven kettle",
+    "onoff": "on off",
+    "updown": "up down",
+    "glue": "an hundred thousand oh quarter past half to thirtieth of dollars and cents",  # numbers, times, money
+}
+WORDS = {slot: text.split() for slot, text in _WORD_LISTS.items()}
+ONES, TENS, ORDINALS, MONTHS, GLUE = (WORDS.pop(key) for key in ("ones", "tens", "ordinals", "months", "glue"))
+SENTENCES = [
+    "the {adj} {noun} {vi}", "the {colour} {noun} {vi} in the {place}", "{name} {vt} the {adj} {noun}",
+    "{name} {vt} a {colour} {noun} {when}", "the {noun} is {adj}", "the {noun} was {colour}",
+    "{name} and {name} {vi} in the {place} {when}", "my {noun} is in the {place}", "did you see the {adj} {noun}",
+    "please give me the {colour} {noun}", "{count} {colour} {nouns}", "there are {count} {adj} {nouns} here",
+    "the {adj} {noun} {vt} the {colour} {noun} in the {place}", "{name} {vi}", "{noun}", "{adj} {nouns}",
+    "we {vt} {count} {nouns} at the {place} {when}", "where is the {adj} {noun}", "i like {colour} {nouns}",
+]  # fmt: skip
+COMMANDS = [
+    "turn the {device} {onoff}", "turn the {device} {onoff} in the {room}", "turn {updown} the volume",
+    "set a timer for {count} minutes", "set an alarm for {clock}", "play some music in the {room}", "call {name}",
+    "send a message to {name}", "open the {room} door", "lock the front door", "what is the weather {when}",
+    "what time is it", "stop", "pause", "next song", "go back", "remind me to buy {nouns} {when}",
+    "add {nouns} to the shopping list", "dim the lights in the {room}", "switch {onoff} the {device}",
+]  # fmt: skip
+MASS_NOUNS = {"bread", "cheese", "milk", "tea", "soup"}  # never pluralised
+TRAIN_ACCENTS = ["en-us", "en", "en-gb-x-rp", "en-029", "en-gb-x-gbclan"]
+TRAIN_VARIANTS = ["", "m1", "m2", "m3", "m6", "f1", "f2", "f4", "klatt", "klatt3"]
+HELD_OUT_ACCENTS = ["en-gb-scotland", "en-us-nyc", "en-gb-x-gbcwmd"]
+HELD_OUT_VARIANTS = ["m4", "m5", "f3", "f5", "klatt2"]
+TRAIN_VOICES = [a + (f"+{v}" if v else "") for a in TRAIN_ACCENTS for v in TRAIN_VARIANTS]
+HELD_OUT_VOICES = [f"{a}+{v}" for a in HELD_OUT_ACCENTS for v in HELD_OUT_VARIANTS]
+RATE_WPM, PITCH, PITCH_RANGE = (130, 210), (30, 70), (20, 80)
+
+
+def cardinal(n: int) -> str:
+    """0-9999 in words, US style without "and": 4012 → "four thousand twelve"."""
+    if n < 20:
+        return ONES[n]
+    if n < 100:
+        return TENS[n // 10] + ("" if n % 10 == 0 else " " + ONES[n % 10])
+    big, unit = (n // 1000, "thousand") if n >= 1000 else (n // 100, "hundred")
+    rest = n % 1000 if n >= 1000 else n % 100
+    return f"{ONES[big]} {unit}" + ("" if rest == 0 else " " + cardinal(rest))
+
+
+def ordinal(n: int) -> str:
+    """1-31 in words: 23 → "twenty third"."""
+    return ORDINALS[n] if n <= 20 else ("thirtieth" if n == 30 else f"{TENS[n // 10]} {ORDINALS[n % 10]}")
+
+
+def year(n: int) -> str:
+    """1900-2099 as spoken: "nineteen oh five", "two thousand seven", "twenty twenty five"."""
+    high, low = divmod(n, 100)
+    if 2000 <= n < 2010:
+        return "two thousand" + ("" if low == 0 else " " + ONES[low])
+    return cardinal(high) + (" hundred" if low == 0 else (" oh " if low < 10 else " ") + cardinal(low))
+
+
+def clock_time(rng: random.Random) -> str:
+    hour, minute = rng.randint(1, 12), rng.choice([0, 5, 10, 15, 20, 30, 40, 45, rng.randint(1, 59)])
+    if rng.random() < 0.3:
+        return rng.choice(["quarter past", "half past", "quarter to"]) + f" {ONES[hour]}"
+    return ONES[hour] + ("" if minute == 0 else (" oh " if minute < 10 else " ") + cardinal(minute))
+
+
+def _fill(template: str, rng: random.Random) -> str:
+    def slot(match: re.Match) -> str:
+        name = match.group(1)
+        if name == "nouns":
+            return plural(rng.choice([n for n in WORDS["noun"] if n not in MASS_NOUNS]))
+        if name == "count":
+            return cardinal(rng.randint(2, 20))
+        if name == "clock":
+            return clock_time(rng)
+        return rng.choice(WORDS[name])
+
+    words = re.sub(r"\{(\w+)\}", slot, template).split()
+    return " ".join(
+        "an" if w == "a" and nxt[0] in "aeiou" else w for w, nxt in zip(words, [*words[1:], "x"], strict=True)
+    )
+
+
+def plural(noun: str) -> str:
+    irregular = {"mouse": "mice", "sheep": "sheep", "fish": "fish"}
+    if noun in irregular:
+        return irregular[noun]
+    return noun + ("es" if noun.endswith(("s", "x", "sh", "ch")) else "s")
+
+
+def generate_text(rng: random.Random) -> tuple[str, str]:
+    """One utterance `(kind, text)`: kind is "digits", "number", "command" or "sentence"; 1-12 words."""
+    while True:
+        kind = rng.choices(["digits", "number", "command", "sentence"], weights=[25, 20, 25, 30])[0]
+        if kind == "digits":
+            text = " ".join(ONES[rng.randint(0, 9)] for _ in range(rng.randint(1, 10)))
+        elif kind == "number":
+            form = rng.randrange(5)
+            month = rng.choice(MONTHS)
+            text = [
+                cardinal(rng.choice([rng.randint(0, 99), rng.randint(100, 999), rng.randint(1000, 9999)])),
+                clock_time(rng),
+                rng.choice([f"{month} {ordinal(rng.randint(1, 31))}", f"the {ordinal(rng.randint(1, 31))} of {month}"]),
+                f"{month} {year(rng.randint(1900, 2099))}" if rng.random() < 0.5 else year(rng.randint(1900, 2099)),
+                f"{cardinal(rng.randint(2, 999))} dollars" + (f" and {cardinal(rng.randint(2, 99))} cents" if rng.random() < 0.4 else ""),
+            ][form]  # fmt: skip
+        else:
+            text = _fill(rng.choice(COMMANDS if kind == "command" else SENTENCES), rng)
+        if 1 <= len(text.split()) <= MAX_WORDS:
+            return kind, text
+
+
+def vocabulary() -> list[str]:
+    """Every word the generator can emit (e.g. to train a tokenizer on)."""
+    words = {w for values in WORDS.values() for w in values} | {*ONES, *TENS[2:], *ORDINALS[1:], *MONTHS, *GLUE}
+    words |= {plural(n) for n in WORDS["noun"] if n not in MASS_NOUNS}
+    for template in SENTENCES + COMMANDS:
+        words |= set(re.sub(r"\{\w+\}", " ", template).split())
+    return sorted(words)
+
+
+def plan_corpus(num_train: int, num_eval: int, seed: int) -> list[dict]:
+    """Manifest rows (minus duration) for both splits; eval texts avoid every training text."""
+    rows, train_texts = [], set()
+    for split, count, voices in (("train", num_train, TRAIN_VOICES), ("eval", num_eval, HELD_OUT_VOICES)):
+        rng = random.Random(f"mel-llm-synthetic-{seed}-{split}")
+        balanced = [voices[i % len(voices)] for i in range(count)]  # every voice used once count >= len(voices)
+        rng.shuffle(balanced)
+        for index, voice in enumerate(balanced):
+            for _ in range(100):
+                kind, text = generate_text(rng)
+                if split == "train" or text not in train_texts:
+                    break
+            train_texts |= {text} if split == "train" else set()
+            rows.append(
+                {
+                    "path": f"{split}/{index:06d}.wav", "transcript": text, "voice": voice, "speaker": voice,
+                    "split": split, "kind": kind, "rate_wpm": rng.randint(*RATE_WPM), "pitch": rng.randint(*PITCH),
+                    "pitch_range": rng.randint(*PITCH_RANGE),
+                }
+            )  # fmt: skip
+    return rows
+
+
+def _synthesize_shard(job: tuple[str, int, list[dict]]) -> list[float]:
+    """Runs in a fresh process (espeak-ng state carries over between utterances): writes WAVs, returns durations."""
+    root, shard_seed, rows = job
+    synthesizer = EspeakSynthesizer()
+    synthesizer.seed(shard_seed)
+    durations = []
+    for row in rows:
+        audio = synthesizer.synthesize(
+            row["transcript"], row["voice"], row["rate_wpm"], row["pitch"], row["pitch_range"]
+        )
+        audio = to_training_clip(audio, synthesizer.sampling_rate, SAMPLING_RATE)
+        write_wav(Path(root) / row["path"], audio, SAMPLING_RATE)
+        durations.append(round(len(audio) / SAMPLING_RATE, 3))
+    return durations
+
+
+def _espeak_version() -> str:
+    try:
+        return metadata.version("espeakng-loader")
+    except metadata.PackageNotFoundError:
+        EspeakSynthesizer()  # raises with install advice unless espeak-ng is importable some other way
+        return "unknown"
+
+
+def default_cache_dir() -> Path:
+    """`$MEL_LLM_CACHE/synthetic_corpus`, else `~/.cache/mel_llm/synthetic_corpus`."""
+    return Path(os.environ.get("MEL_LLM_CACHE") or Path.home() / ".cache" / "mel_llm") / "synthetic_corpus"
+
+
+def build_corpus(
+    cache_dir: str | Path | None = None,
+    num_train: int = 3000,
+    num_eval: int = 300,
+    seed: int = 0,
+    num_workers: int | None = None,
+) -> tuple[Path, Path]:
+    """
+    Synthesise (or reuse) the corpus and return `(train_manifest, eval_manifest)`. A build is reused when
+    `corpus_info.json` records the same parameters, generator and espeak-ng versions; otherwise it is rebuilt.
+    Output is identical for a given seed whatever `num_workers` (default: all cores).
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    manifests = (root / "train.jsonl", root / "eval.jsonl")
+    info = {
+        "generator_version": GENERATOR_VERSION, "num_train": num_train, "num_eval": num_eval, "seed": seed,
+        "sampling_rate": SAMPLING_RATE, "espeakng_loader": _espeak_version(),
+    }  # fmt: skip
+    info_path = root / "corpus_info.json"
+    if info_path.is_file() and all(m.is_file() for m in manifests) and json.loads(info_path.read_text()) == info:
+        return manifests
+    for stale in (info_path, *manifests):
+        stale.unlink(missing_ok=True)
+    for split in ("train", "eval"):
+        shutil.rmtree(root / split, ignore_errors=True)
+        (root / split).mkdir(parents=True)
+    rows = plan_corpus(num_train, num_eval, seed)
+    shards = [rows[i : i + SHARD_SIZE] for i in range(0, len(rows), SHARD_SIZE)]
+    jobs = [(str(root), seed * 100_003 + number, shard) for number, shard in enumerate(shards)]
+    workers = max(1, min(num_workers or os.cpu_count() or 1, len(jobs)))
+    with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
+        durations = [d for shard in pool.map(_synthesize_shard, jobs, chunksize=1) for d in shard]
+    for row, duration in zip(rows, durations, strict=True):
+        row["duration"] = duration
+    for manifest, split in zip(manifests, ("train", "eval"), strict=True):
+        manifest.write_text("".join(json.dumps(r) + "\n" for r in rows if r["split"] == split))
+    info_path.write_text(json.dumps(info, indent=2) + "\n")  # written last: marks the build complete
+    return manifests
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=None, help="corpus folder (default: the cache, see default_cache_dir)")
+    parser.add_argument("--num-train", type=int, default=3000)
+    parser.add_argument("--num-eval", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-workers", type=int, default=None)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    manifests = build_corpus(args.out, args.num_train, args.num_eval, args.seed, args.num_workers)
+    seconds = time.perf_counter() - started
+    for manifest in manifests:
+        rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+        hours = sum(r["duration"] for r in rows) / 3600
+        print(f"{manifest}: {len(rows)} utterances, {hours:.3f} h, {len({r['voice'] for r in rows})} voices")
+    print(f"took {seconds:.1f} s (a reused cache takes ~0 s); vocabulary {len(vocabulary())} words")
+    print(f"training voices ({len(TRAIN_VOICES)}): {' '.join(TRAIN_VOICES)}")
+    print(f"held-out voices ({len(HELD_OUT_VOICES)}): {' '.join(HELD_OUT_VOICES)}")
+
+
+__all__ = ["HELD_OUT_VOICES", "TRAIN_VOICES", "build_corpus", "generate_text", "plan_corpus", "vocabulary"]
+
+
+if __name__ == "__main__":
+    main()

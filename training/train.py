@@ -1,0 +1,182 @@
+"""Train a Mel-LLM with `transformers.Trainer`: parse → build model/processor → PEFT → Trainer.train → save.
+
+    python -m training.train training/configs/tiny_cpu.yaml [--key=value ...]
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \
+        --dynamo_backend no -m training.train training/configs/tiny_cpu.yaml          # 2-process CPU DDP
+    accelerate launch --config_file training/configs/accelerate/fsdp.yaml -m training.train CONFIG --bf16=true
+
+The output folder is a `save_pretrained` folder (LoRA merged) that the Auto classes and
+`pipeline("automatic-speech-recognition", trust_remote_code=True)` load; LoRA runs also keep `adapter/` + `base/`.
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, set_seed
+
+from modeling_mel_llm import MelLLMForSpeechLM
+from processing import MelLLMFeatureExtractor, MelLLMProcessor
+from training.arguments import DataArguments, ModelArguments, parse_config
+from training.augment import AugmentConfig
+from training.corpora import TrainingData, load_training_data
+from training.data import MelLLMDataCollator
+from training.eval_asr import evaluate_sets, write_reports
+from training.finetuning import apply_finetuning, save_trained_model
+from training.tiny import DEFAULT_CORPUS, build_tiny_model, build_tokenizer
+from training.training_log import write_training_log
+
+
+class MelLLMTrainer(Trainer):
+    """Trainer whose evaluation also transcribes held-out audio and logs WER/CER (teacher-forced loss alone
+    says little about recognition)."""
+
+    def __init__(self, *args, wer_sets: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.wer_sets = wer_sets or {}
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix) if self.eval_dataset else {}
+        if self.wer_sets:
+            model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            report = evaluate_sets(
+                model, self.processing_class, self.wer_sets, self.args.per_device_eval_batch_size, warmup=False
+            )
+            wer_metrics = {f"{metric_key_prefix}_wer": report["average_wer"]}
+            for name, result in report["sets"].items():
+                wer_metrics[f"{metric_key_prefix}_{name}_cer"] = result["cer"]
+            self.log(wer_metrics)
+            metrics.update(wer_metrics)
+            self.model.train()
+        return metrics
+
+
+class EpochCallback(TrainerCallback):
+    """Tell the dataset which epoch it is serving, so augmentations differ per epoch yet survive a resume."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.epoch = int(state.epoch or 0)
+
+
+def build_processor_and_model(
+    model_args: ModelArguments, train_texts: list[str]
+) -> tuple[MelLLMProcessor, MelLLMForSpeechLM]:
+    """From a trained Mel-LLM, from a Hub/local causal LM (+ optional GGUF), or a tiny LM from scratch."""
+    if model_args.init_from:
+        processor = MelLLMProcessor.from_pretrained(model_args.init_from)
+        return processor, MelLLMForSpeechLM.from_pretrained(model_args.init_from)
+    feature_extractor = MelLLMFeatureExtractor(frames_per_patch=model_args.frames_per_patch)
+    frontend_kwargs = {
+        "frontend": model_args.frontend,
+        "conv_channels": model_args.conv_channels,
+        "conv_output_size": model_args.conv_output_size,
+    }
+    if model_args.text_model:
+        load_kwargs = {"gguf_file": model_args.gguf_file} if model_args.gguf_file else {}
+        tokenizer = AutoTokenizer.from_pretrained(model_args.text_model, **load_kwargs)
+        processor = MelLLMProcessor.from_text_tokenizer(tokenizer, feature_extractor)
+        text_model = AutoModelForCausalLM.from_pretrained(
+            model_args.text_model, attn_implementation=model_args.attn_implementation, **load_kwargs
+        )
+        return processor, MelLLMForSpeechLM.from_text_model(text_model, processor, **frontend_kwargs)
+    tokenizer = build_tokenizer([*DEFAULT_CORPUS, *train_texts], vocab_size=model_args.tiny_vocab_size)
+    processor = MelLLMProcessor.from_text_tokenizer(tokenizer, feature_extractor)
+    model = build_tiny_model(
+        processor,
+        family=model_args.tiny_family,
+        hidden_size=model_args.tiny_hidden_size,
+        num_layers=model_args.tiny_num_layers,
+        num_heads=model_args.tiny_num_heads,
+        num_kv_heads=max(1, model_args.tiny_num_heads // 2),
+        **frontend_kwargs,
+    )
+    return processor, model
+
+
+def augment_config(data_args: DataArguments) -> AugmentConfig:
+    return AugmentConfig(
+        speed_perturb=tuple(data_args.speed_perturb) if data_args.speed_perturb else None,
+        gain_db=data_args.gain_db,
+        noise_snr_db=data_args.noise_snr_db,
+        spec_time_masks=data_args.spec_time_masks,
+        spec_time_mask_frames=data_args.spec_time_mask_frames,
+        spec_freq_masks=data_args.spec_freq_masks,
+        spec_freq_mask_bins=data_args.spec_freq_mask_bins,
+    )
+
+
+def fit_normalization(model: MelLLMForSpeechLM, processor: MelLLMProcessor, data: TrainingData, clips: int = 256):
+    """Global mean/std of log-mel from up to `clips` training examples (a new model has none)."""
+    sample = [data.train[i]["audio"] for i in range(0, len(data.train), max(1, len(data.train) // clips))]
+    features = processor.feature_extractor(sample[:clips], sampling_rate=16_000)
+    model.fit_feature_normalization(features["input_features"], features["input_features_mask"])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, training_args = parse_config(sys.argv[1:] if argv is None else argv)
+    set_seed(training_args.seed)
+    augment = augment_config(data_args)
+    data = load_training_data(data_args, augment, seed=training_args.seed)
+    processor, model = build_processor_and_model(model_args, data.train_texts)
+    if not model_args.init_from and data.has_length:
+        fit_normalization(model, processor, data)
+    model.config.use_cache = False
+    if model_args.finetune == "lora" and training_args.process_index == 0:
+        model.save_pretrained(Path(training_args.output_dir) / "base")  # what the unmerged adapter applies to
+        processor.save_pretrained(Path(training_args.output_dir) / "base")
+    model = apply_finetuning(model, model_args)
+
+    collator = MelLLMDataCollator(processor, augment)
+    if data_args.record_sample_ids:
+        collator = _RecordingCollator(collator, Path(training_args.output_dir), training_args.process_index)
+    trainer = MelLLMTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=data.train,
+        eval_dataset=data.eval_loss,
+        data_collator=collator,
+        processing_class=processor,
+        callbacks=[EpochCallback(data.train)],
+        wer_sets=data.wer_sets,
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+    output_dir = Path(training_args.output_dir)
+    if not trainer.is_world_process_zero():
+        return {}
+    final_model = save_trained_model(trainer.model, processor, output_dir)
+    Path(output_dir, "run_config.yaml").write_text(
+        yaml.safe_dump(
+            {"model": vars(model_args), "data": vars(data_args), "training": training_args.to_sanitized_dict()}
+        )
+    )
+    results = {}
+    if data.wer_sets:
+        final_model.eval()
+        with torch.inference_mode():
+            results = evaluate_sets(final_model, processor, data.wer_sets, training_args.per_device_eval_batch_size)
+        write_reports(results, output_dir, model_path=str(output_dir))
+        print(f"WER on held-out {', '.join(data.wer_sets)}: {results['average_wer']:.2f}%")
+    write_training_log(trainer.state.log_history, output_dir)
+    return results
+
+
+class _RecordingCollator:
+    """Appends the example ids of every batch this rank trains on to `sample_ids_rank{N}.txt` (for DDP checks)."""
+
+    def __init__(self, collator, folder: Path, rank: int):
+        self.collator, self.path = collator, folder / f"sample_ids_rank{rank}.txt"
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, examples: list[dict]) -> dict:
+        with open(self.path, "a") as f:
+            f.write(" ".join(str(example["id"]) for example in examples) + "\n")
+        return self.collator(examples)
+
+
+if __name__ == "__main__":
+    main()
