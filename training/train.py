@@ -10,11 +10,19 @@ The output folder is a `save_pretrained` folder (LoRA merged) that the Auto clas
 """
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, set_seed
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 
 from modeling_mel_llm import MelLLMForSpeechLM
 from processing import MelLLMFeatureExtractor, MelLLMProcessor
@@ -24,6 +32,7 @@ from training.corpora import TrainingData, load_training_data
 from training.data import MelLLMDataCollator
 from training.eval_asr import evaluate_sets, write_reports
 from training.finetuning import apply_finetuning, save_trained_model
+from training.smollm2 import resolve_text_model
 from training.tiny import DEFAULT_CORPUS, build_tiny_model, build_tokenizer
 from training.training_log import write_training_log
 
@@ -76,11 +85,12 @@ def build_processor_and_model(
         "conv_output_size": model_args.conv_output_size,
     }
     if model_args.text_model:
-        load_kwargs = {"gguf_file": model_args.gguf_file} if model_args.gguf_file else {}
-        tokenizer = AutoTokenizer.from_pretrained(model_args.text_model, **load_kwargs)
+        text_model_path, gguf_file = resolve_text_model(model_args.text_model, model_args.gguf_file)
+        load_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        tokenizer = AutoTokenizer.from_pretrained(text_model_path, **load_kwargs)
         processor = MelLLMProcessor.from_text_tokenizer(tokenizer, feature_extractor)
         text_model = AutoModelForCausalLM.from_pretrained(
-            model_args.text_model, attn_implementation=model_args.attn_implementation, **load_kwargs
+            text_model_path, attn_implementation=model_args.attn_implementation, **load_kwargs
         )
         return processor, MelLLMForSpeechLM.from_text_model(text_model, processor, **frontend_kwargs)
     tokenizer = build_tokenizer([*DEFAULT_CORPUS, *train_texts], vocab_size=model_args.tiny_vocab_size)
@@ -116,8 +126,21 @@ def fit_normalization(model: MelLLMForSpeechLM, processor: MelLLMProcessor, data
     model.fit_feature_normalization(features["input_features"], features["input_features_mask"])
 
 
-def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, training_args = parse_config(sys.argv[1:] if argv is None else argv)
+@dataclass
+class Run:
+    """Everything `main` trains and saves; `build_run` makes it (benchmarks instrument it before training)."""
+
+    trainer: MelLLMTrainer
+    processor: MelLLMProcessor
+    model_args: ModelArguments
+    data_args: DataArguments
+    training_args: TrainingArguments
+    data: TrainingData
+
+
+def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()) -> Run:
+    """Parse the config, build data, processor and model, choose what trains, and wrap it all in a Trainer."""
+    model_args, data_args, training_args = parse_config(argv)
     set_seed(training_args.seed)
     augment = augment_config(data_args)
     data = load_training_data(data_args, augment, seed=training_args.seed)
@@ -140,27 +163,36 @@ def main(argv: list[str] | None = None) -> dict:
         eval_dataset=data.eval_loss,
         data_collator=collator,
         processing_class=processor,
-        callbacks=[EpochCallback(data.train)],
+        callbacks=[EpochCallback(data.train), *extra_callbacks],
         wer_sets=data.wer_sets,
     )
+    return Run(trainer, processor, model_args, data_args, training_args, data)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    run = build_run(sys.argv[1:] if argv is None else argv)
+    trainer, processor, training_args = run.trainer, run.processor, run.training_args
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
     output_dir = Path(training_args.output_dir)
     if not trainer.is_world_process_zero():
         return {}
     final_model = save_trained_model(trainer.model, processor, output_dir)
-    Path(output_dir, "run_config.yaml").write_text(
-        yaml.safe_dump(
-            {"model": vars(model_args), "data": vars(data_args), "training": training_args.to_sanitized_dict()}
-        )
-    )
+    config = {
+        "model": vars(run.model_args),
+        "data": vars(run.data_args),
+        "training": training_args.to_sanitized_dict(),
+    }
+    Path(output_dir, "run_config.yaml").write_text(yaml.safe_dump(config))
     results = {}
-    if data.wer_sets:
+    if run.data.wer_sets:
         final_model.eval()
         with torch.inference_mode():
-            results = evaluate_sets(final_model, processor, data.wer_sets, training_args.per_device_eval_batch_size)
+            results = evaluate_sets(
+                final_model, processor, run.data.wer_sets, training_args.per_device_eval_batch_size
+            )
         write_reports(results, output_dir, model_path=str(output_dir))
-        print(f"WER on held-out {', '.join(data.wer_sets)}: {results['average_wer']:.2f}%")
+        print(f"WER on held-out {', '.join(run.data.wer_sets)}: {results['average_wer']:.2f}%")
     write_training_log(trainer.state.log_history, output_dir)
     return results
 

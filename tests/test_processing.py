@@ -1,0 +1,101 @@
+"""MelLLMProcessor: placeholder expansion, chat template with audio items, labels, padding, save/load."""
+
+import numpy as np
+import pytest
+import torch
+
+from processing import MelLLMProcessor
+from training.tiny import build_tokenizer
+
+
+def _clip(seconds: float, seed: int = 0) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal(int(16_000 * seconds))).astype(np.float32)
+
+
+def test_each_placeholder_expands_to_the_clip_token_count(processor):
+    clips = [_clip(1.0), _clip(0.37, 1)]
+    batch = processor(audio=clips, sampling_rate=16_000)
+    counts = (batch["input_ids"] == processor.audio_token_id).sum(-1).tolist()
+    assert counts == [processor.feature_extractor.num_audio_tokens(len(c)) for c in clips] == [13, 5]
+
+
+def test_custom_prompt_with_two_clips_in_one_sample(processor):
+    text = f"<|user|>Compare {processor.audio_token} with {processor.audio_token}<|end|><|assistant|>"
+    batch = processor(text=text, audio=[_clip(0.5), _clip(1.0, 1)], sampling_rate=16_000)
+    assert batch["input_ids"].shape[0] == 1
+    assert int((batch["input_ids"] == processor.audio_token_id).sum()) == 6 + 13  # 48 and 98 frames
+    with pytest.raises(ValueError, match="holds 2 <\\|audio\\|> placeholders but 1 audio clips"):
+        processor(text=text, audio=[_clip(0.5)], sampling_rate=16_000)
+
+
+def test_apply_chat_template_with_audio_items_matches_direct_call(processor):
+    clip = _clip(1.0)
+    conversation = [
+        {
+            "role": "user",
+            "content": [{"type": "audio", "audio": clip}, {"type": "text", "text": processor.instruction}],
+        }
+    ]
+    rendered = processor.apply_chat_template(conversation, add_generation_prompt=True)
+    assert rendered == "<|user|><|audio|>Transcribe the audio clip into text.<|end|><|assistant|>"
+    assert rendered == processor.build_prompt()
+    inputs = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True, return_dict=True)
+    direct = processor(audio=[clip], sampling_rate=16_000)
+    for key in direct:
+        assert torch.equal(inputs[key], direct[key]), key
+
+
+def test_left_and_right_padding(processor):
+    clips = [_clip(1.0), _clip(0.3, 1)]
+    left = processor(audio=clips, sampling_rate=16_000)
+    right = processor(audio=clips, sampling_rate=16_000, padding_side="right")
+    assert left["attention_mask"][1, 0] == 0
+    assert left["attention_mask"][1, -1] == 1
+    assert right["attention_mask"][1, 0] == 1
+    assert right["attention_mask"][1, -1] == 0
+    real = left["attention_mask"][1].bool()
+    assert torch.equal(left["input_ids"][1][real], right["input_ids"][1][right["attention_mask"][1].bool()])
+    with pytest.raises(ValueError, match="padding_side"):
+        processor(audio=clips, sampling_rate=16_000, padding_side="middle")
+
+
+def test_text_target_errors(processor):
+    with pytest.raises(ValueError, match=r"text_target\[1\] is empty"):
+        processor(audio=[_clip(0.5), _clip(0.5)], sampling_rate=16_000, text_target=["one", "  "])
+    with pytest.raises(ValueError, match="Got 1 text_target entries for 2 prompts"):
+        processor(audio=[_clip(0.5), _clip(0.5)], sampling_rate=16_000, text_target=["one"])
+
+
+def test_tokenizer_without_the_audio_token_is_refused():
+    from processing import MelLLMFeatureExtractor
+
+    with pytest.raises(ValueError, match="does not know the audio token"):
+        MelLLMProcessor(MelLLMFeatureExtractor(), build_tokenizer())
+
+
+def test_from_text_tokenizer_adds_special_tokens_once():
+    tokenizer = build_tokenizer()
+    before = len(tokenizer)
+    processor = MelLLMProcessor.from_text_tokenizer(tokenizer)
+    assert len(processor.tokenizer) == before + 4  # <|audio|>, <|user|>, <|assistant|>, <|end|>
+    again = MelLLMProcessor.from_text_tokenizer(processor.tokenizer)
+    assert len(again.tokenizer) == before + 4
+    assert processor.tokenizer.convert_ids_to_tokens(processor.audio_token_id) == "<|audio|>"
+
+
+def test_save_and_load_round_trip(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    loaded = MelLLMProcessor.from_pretrained(tmp_path)
+    assert loaded.audio_token_id == processor.audio_token_id
+    assert loaded.instruction == processor.instruction
+    assert loaded.chat_template == processor.chat_template
+    clips = [_clip(0.8), _clip(0.4, 1)]
+    a = processor(audio=clips, sampling_rate=16_000, text_target=["one two", "three"])
+    b = loaded(audio=clips, sampling_rate=16_000, text_target=["one two", "three"])
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_batch_decode_strips_special_tokens(processor):
+    ids = processor.tokenizer("one two", add_special_tokens=False)["input_ids"] + [processor.tokenizer.eos_token_id]
+    assert processor.batch_decode([ids], skip_special_tokens=True) == ["one two"]
