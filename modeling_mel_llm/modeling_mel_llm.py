@@ -130,10 +130,21 @@ class MelLLMPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = True
 
     def _init_weights(self, module: nn.Module) -> None:
+        """
+        The convolution stack gets He init and its `out` linear LeCun init: with the LLM's default N(0, 0.02) the
+        three stride-2 stages shrink unit-variance log-mel to ~1e-8 and the model trains for thousands of steps
+        before it hears anything.
+        """
         super()._init_weights(module)
         if isinstance(module, MelLLMGlobalNorm):
             init.zeros_(module.global_mean)
             init.ones_(module.global_invstd)
+        elif isinstance(module, nn.Conv2d):  # only the conv front end has convolutions
+            init.kaiming_normal_(module.weight, nonlinearity="relu")
+            init.zeros_(module.bias)
+        elif module is getattr(self.audio_frontend.subsampling, "out", None):
+            init.normal_(module.weight, std=module.in_features**-0.5)
+            init.zeros_(module.bias)
 
 
 class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):

@@ -281,3 +281,32 @@ def test_augmentation_is_seeded_and_does_what_it_says():
     spec_augment(features, 90, np.random.default_rng(0), AugmentConfig(spec_time_masks=2, spec_freq_masks=2))
     assert (features == 0).any()
     assert (features[90:] == 1).all()  # padding frames are left alone
+
+
+def test_streaming_datasets_source_trains(small_manifests, tmp_path, monkeypatch):
+    """A `datasets` parquet source read with streaming=True and Audio(decode=False): no FFmpeg, no download."""
+    from datasets import Audio, Dataset
+
+    from training.train import main
+
+    rows = read_manifest(small_manifests[0])
+    table = Dataset.from_dict(
+        {"audio": [{"bytes": r.audio_path.read_bytes(), "path": None} for r in rows], "text": [r.text for r in rows]}
+    ).cast_column("audio", Audio(decode=False))
+    parquet = tmp_path / "speech.parquet"
+    table.to_parquet(str(parquet))
+    files = json.dumps({"train": str(parquet), "test": str(parquet)})
+    args = run_args(small_manifests, tmp_path / "run", "--max_steps=3", "--eval_max_samples=4")
+    args = [a for a in args if not a.startswith(("--corpus", "--train_manifest", "--eval_manifest"))]
+    env_cache = {"MEL_LLM_CACHE": str(tmp_path / "cache")}
+    old = {k: os.environ.get(k) for k in env_cache}
+    os.environ.update(env_cache)
+    try:
+        results = main(
+            [*args, "--corpus=hub", "--dataset_name=parquet", f"--dataset_data_files={files}", "--streaming"]
+        )
+    finally:
+        for key, value in old.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    assert results["sets"]["parquet_test"]["n"] == 4
+    assert len(losses_from_log(tmp_path / "run")) == 3

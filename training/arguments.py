@@ -45,7 +45,7 @@ class ModelArguments:
     tiny_hidden_size: int = 128
     tiny_num_layers: int = 4
     tiny_num_heads: int = 4
-    tiny_vocab_size: int = 400
+    tiny_vocab_size: int = 1000  # BPE trained on the transcripts: ~1 token per word on the synthetic corpus
     frontend: str = field(default="stack", metadata={"help": "stack | conv"})
     frames_per_patch: int = 8
     conv_channels: int = 256
@@ -73,7 +73,10 @@ class DataArguments:
     eval_manifest: str | None = None
     dataset_name: str | None = None
     dataset_config: str | None = None
-    dataset_data_files: str | None = field(default=None, metadata={"help": "data_files for builders like parquet"})
+    dataset_data_files: dict[str, str] | None = field(
+        default=None,
+        metadata={"help": "split → files, for builders like parquet: {train: a.parquet, test: b.parquet}"},
+    )
     train_split: str = "train"
     eval_split: str | None = "test"
     audio_column: str = "audio"
