@@ -270,17 +270,30 @@ def test_manifest_errors_name_the_line(tmp_path):
 
 def test_augmentation_is_seeded_and_does_what_it_says():
     audio = (0.3 * np.sin(np.linspace(0, 2000, 16_000))).astype(np.float32)
-    config = AugmentConfig(speed_perturb=(1.1,), gain_db=6.0, noise_snr_db=10.0)
+    config = AugmentConfig(speed_perturb=(1.1,), gain_db=6.0, noise_snr_db=10.0, probability=1.0)
     a = augment_waveform(audio, example_rng(0, 0, 5), config, 16_000)
     b = augment_waveform(audio, example_rng(0, 0, 5), config, 16_000)
     c = augment_waveform(audio, example_rng(0, 1, 5), config, 16_000)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
     assert abs(len(a) - 16_000 / 1.1) < 5
-    features = torch.ones(100, 80)
+    untouched = [
+        augment_waveform(audio, example_rng(0, 0, i), AugmentConfig(gain_db=6.0, probability=0.5), 16_000)
+        for i in range(200)
+    ]
+    clean_share = np.mean([np.array_equal(u, audio) for u in untouched])
+    assert 0.35 < clean_share < 0.65  # about half the examples stay as they were
+    features = torch.zeros(100, 80)
+    features[:90] = torch.arange(80.0)  # each bin's mean is its index
+    original = features.clone()
     spec_augment(features, 90, np.random.default_rng(0), AugmentConfig(spec_time_masks=2, spec_freq_masks=2))
-    assert (features == 0).any()
-    assert (features[90:] == 1).all()  # padding frames are left alone
+    assert torch.equal(features, original)  # masks write each bin's mean, which equals every value here
+    noisy = torch.randn(100, 80) + 8.0
+    masked = noisy.clone()
+    spec_augment(masked, 90, np.random.default_rng(1), AugmentConfig(spec_time_masks=2, spec_time_mask_frames=30))
+    rows = (masked != noisy).any(-1)
+    assert rows.any()
+    torch.testing.assert_close(masked[rows], noisy[:90].mean(0).expand(int(rows.sum()), 80))
 
 
 def test_streaming_datasets_source_trains(small_manifests, tmp_path, monkeypatch):

@@ -96,6 +96,7 @@ class DataArguments:
     spec_time_mask_frames: int = 20
     spec_freq_masks: int = 0
     spec_freq_mask_bins: int = 10
+    augment_probability: float = field(default=0.5, metadata={"help": "share of examples each waveform aug touches"})
     record_sample_ids: bool = field(default=False, metadata={"help": "write the example ids each rank trains on"})
 
 

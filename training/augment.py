@@ -20,6 +20,7 @@ class AugmentConfig:
     spec_time_mask_frames: int = 20
     spec_freq_masks: int = 0
     spec_freq_mask_bins: int = 10
+    probability: float = 0.5  # each waveform augmentation applies to this share of examples; the rest stay clean
 
     @property
     def changes_waveform(self) -> bool:
@@ -35,14 +36,19 @@ def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 def augment_waveform(audio: np.ndarray, rng: np.random.Generator, config: AugmentConfig, rate: int) -> np.ndarray:
-    """Kaldi-style speed perturbation (tempo and pitch), random gain, then white noise at a random SNR."""
-    if config.speed_perturb:
+    """
+    Kaldi-style speed perturbation (tempo and pitch), random gain, then white noise at a random SNR, each on a
+    `probability` share of examples. Noise on every example moved all training audio away from clean test audio:
+    FSDD WER went from 5 % (noise alone) to 29 % (noise with speed and gain on everything).
+    """
+    apply = rng.random(3) < config.probability  # drawn up front so the random stream never depends on the outcome
+    if config.speed_perturb and apply[0]:
         factor = float(rng.choice(config.speed_perturb))
         if factor != 1.0:
             audio = soxr.resample(audio, rate * factor, rate).astype(np.float32)
-    if config.gain_db > 0:
+    if config.gain_db > 0 and apply[1]:
         audio = audio * np.float32(10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20))
-    if config.noise_snr_db is not None:
+    if config.noise_snr_db is not None and apply[2]:
         snr_db = rng.uniform(config.noise_snr_db, config.noise_snr_db + 20)
         power = float(np.mean(audio**2)) + 1e-10
         noise = rng.standard_normal(len(audio)).astype(np.float32) * np.float32(np.sqrt(power / 10 ** (snr_db / 10)))
@@ -51,18 +57,25 @@ def augment_waveform(audio: np.ndarray, rng: np.random.Generator, config: Augmen
 
 
 def spec_augment(features: torch.Tensor, num_frames: int, rng: np.random.Generator, config: AugmentConfig) -> None:
-    """In place on one clip's (T, M) log-mel: zero random time spans and mel bands (0 = the log floor, silence)."""
+    """
+    In place on one clip's (T, M) log-mel: replace random time spans and mel bands by the clip's mean per bin.
+    Masking with the mean (≈ 0 after the model's normalisation) matters: zeros (the log floor) sit several standard
+    deviations below speech and taught a tiny model to misread FSDD (2.4 % → 34.8 % WER in 400 steps).
+    """
+    if num_frames < 1:
+        return
+    mean = features[:num_frames].mean(0)  # (M,)
     for _ in range(config.spec_time_masks):
         width = int(rng.integers(0, config.spec_time_mask_frames + 1))
         if 0 < width < num_frames:
             start = int(rng.integers(0, num_frames - width))
-            features[start : start + width] = 0.0
+            features[start : start + width] = mean
     num_bins = features.shape[-1]
     for _ in range(config.spec_freq_masks):
         width = int(rng.integers(0, config.spec_freq_mask_bins + 1))
         if 0 < width < num_bins:
             start = int(rng.integers(0, num_bins - width))
-            features[:num_frames, start : start + width] = 0.0
+            features[:num_frames, start : start + width] = mean[start : start + width]
 
 
 __all__ = ["AugmentConfig", "augment_waveform", "example_rng", "spec_augment"]

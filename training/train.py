@@ -116,6 +116,7 @@ def augment_config(data_args: DataArguments) -> AugmentConfig:
         spec_time_mask_frames=data_args.spec_time_mask_frames,
         spec_freq_masks=data_args.spec_freq_masks,
         spec_freq_mask_bins=data_args.spec_freq_mask_bins,
+        probability=data_args.augment_probability,
     )
 
 
