@@ -77,6 +77,7 @@ class _CudaProcessor:
     def __init__(self, processor):
         self.processor = processor
         self.batch_decode = processor.batch_decode
+        self.feature_extractor = processor.feature_extractor
 
     def __call__(self, *args, **kwargs):
         return self.processor(*args, **kwargs).to("cuda")
