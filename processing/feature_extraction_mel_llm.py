@@ -132,7 +132,8 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
             )
         return audio.astype(np.float32, copy=False)
 
-    def _as_clip_list(self, raw_speech) -> list:
+    def as_clip_list(self, raw_speech) -> list:
+        """One clip or a list of clips → a list of clips (a list of numbers is one clip)."""
         if isinstance(raw_speech, (list, tuple)):
             if len(raw_speech) == 0:
                 raise ValueError("Got an empty list of audio clips.")
@@ -174,7 +175,7 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
                 "Resample first (e.g. soxr.resample(audio, sampling_rate, 16000)), or use the ASR pipeline, which "
                 "resamples."
             )
-        clips = [self.validate_audio(clip, i) for i, clip in enumerate(self._as_clip_list(raw_speech))]
+        clips = [self.validate_audio(clip, i) for i, clip in enumerate(self.as_clip_list(raw_speech))]
         features, mask = self.extract(clips, device=device)
         data = {"input_features": features.cpu(), "input_features_mask": mask.cpu()}
         return BatchFeature(data=data, tensor_type=return_tensors)

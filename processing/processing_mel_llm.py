@@ -1,6 +1,5 @@
 """MelLLMProcessor: prompts with one audio placeholder per patch, labels for training, decoding. Next: the model."""
 
-import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
@@ -121,7 +120,7 @@ class MelLLMProcessor(ProcessorMixin):
             `input_features_mask` (B, T); with `text_target` also `labels`.
         """
         kwargs.pop("audio_kwargs", None)
-        clips = self._as_clip_list(audio)
+        clips = [] if audio is None else self.feature_extractor.as_clip_list(audio)
         prompts = self._prompts(text, len(clips))
         features = {}
         if clips:
@@ -137,14 +136,6 @@ class MelLLMProcessor(ProcessorMixin):
         return BatchFeature({**batch, **features}, tensor_type=return_tensors)
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _as_clip_list(audio) -> list:
-        if audio is None:
-            return []
-        if isinstance(audio, (list, tuple)) and not all(isinstance(x, (int, float)) for x in audio):
-            return list(audio)
-        return [np.asarray(audio) if isinstance(audio, (list, tuple)) else audio]
-
     def _prompts(self, text, num_clips: int) -> list[str]:
         if text is None:
             if num_clips == 0:
