@@ -1,6 +1,5 @@
 """Which speech a run trains and evaluates on: the embedded synthetic corpus, FSDD, JSONL manifests or `datasets`."""
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from training.data import (
     load_hub_split,
     read_manifest,
 )
+from training.synthetic_corpus import build_corpus, cache_root, default_cache_dir
 
 
 FSDD_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "manifest.jsonl"
@@ -34,10 +34,6 @@ class TrainingData:
     @property
     def has_length(self) -> bool:
         return hasattr(self.train, "__len__")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MEL_LLM_CACHE", Path.home() / ".cache" / "mel_llm"))
 
 
 def _limit(utterances: list[Utterance], limit: int | None) -> list[Utterance]:
@@ -79,10 +75,8 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
     if args.corpus == "hub":
         return _hub_data(args, augment, seed)
     if args.corpus == "synthetic":
-        from training.synthetic_corpus import build_corpus
-
         train_manifest, eval_manifest = build_corpus(
-            cache_dir() / "synthetic_corpus", args.synthetic_num_train, args.synthetic_num_eval, seed=seed
+            default_cache_dir(), args.synthetic_num_train, args.synthetic_num_eval, seed=seed
         )
         train, wer_sets = read_manifest(train_manifest), {"synthetic_heldout_voices": read_manifest(eval_manifest)}
     elif args.corpus == "fsdd":
@@ -117,7 +111,7 @@ def _hub_data(args: DataArguments, augment: AugmentConfig, seed: int) -> Trainin
             args.dataset_name, args.dataset_config, args.eval_split, args.audio_column, data_files, streaming=True
         )
         name = f"{Path(args.dataset_name).name}_{args.eval_split}"
-        wer_sets[name] = materialize_eval_set(evaluation, args, cache_dir() / "eval_sets" / name)
+        wer_sets[name] = materialize_eval_set(evaluation, args, cache_root() / "eval_sets" / name)
     return TrainingData(train=train, train_texts=texts, wer_sets=wer_sets)
 
 

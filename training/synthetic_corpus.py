@@ -215,9 +215,14 @@ def _espeak_version() -> str:
         return "unknown"
 
 
+def cache_root() -> Path:
+    """Where mel-llm keeps what it builds locally: `$MEL_LLM_CACHE`, else `~/.cache/mel_llm`."""
+    return Path(os.environ.get("MEL_LLM_CACHE") or Path.home() / ".cache" / "mel_llm")
+
+
 def default_cache_dir() -> Path:
     """`$MEL_LLM_CACHE/synthetic_corpus`, else `~/.cache/mel_llm/synthetic_corpus`."""
-    return Path(os.environ.get("MEL_LLM_CACHE") or Path.home() / ".cache" / "mel_llm") / "synthetic_corpus"
+    return cache_root() / "synthetic_corpus"
 
 
 def build_corpus(
