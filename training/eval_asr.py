@@ -1,6 +1,6 @@
 """Score a Mel-LLM on ASR test sets with the Open ASR leaderboard protocol; write report.json and report.md.
 
-    python -m training.eval_asr --model runs/demo --data test=manifest.jsonl [--data other.jsonl ...]
+    python -m training.eval_asr --model runs/tiny_cpu --data test=manifest.jsonl [--data other.jsonl ...]
         [--batch-size 16] [--max-samples N] [--out-dir DIR] [--device cpu|cuda] [--dtype auto|float32|...]
 
 References and greedy hypotheses go through Whisper's English normaliser; samples whose normalised reference is empty
