@@ -87,8 +87,12 @@ class DataArguments:
     fsdd_test_speaker: str | None = field(
         default=None, metadata={"help": "FSDD leave-one-speaker-out: train on the others, test on this one"}
     )
+    train_fraction: float = field(
+        default=1.0, metadata={"help": "train on a seeded random share of the training utterances (scarce-data runs)"}
+    )
     max_duration_s: float = 30.0
     eval_max_samples: int | None = 200
+    eval_max_new_tokens: int = field(default=128, metadata={"help": "generation cap when transcribing held-out sets"})
     speed_perturb: list[float] | None = field(default=None, metadata={"help": "e.g. [0.9, 1.0, 1.1]"})
     gain_db: float = 0.0
     noise_snr_db: float | None = None

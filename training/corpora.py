@@ -17,7 +17,7 @@ from training.data import (
     load_hub_split,
     read_manifest,
 )
-from training.synthetic_corpus import build_corpus, cache_root, default_cache_dir
+from training.synthetic_corpus import build_corpus, cache_root
 
 
 FSDD_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "manifest.jsonl"
@@ -41,6 +41,17 @@ def _limit(utterances: list[Utterance], limit: int | None) -> list[Utterance]:
     if limit is None or len(utterances) <= limit:
         return utterances
     return [utterances[i] for i in np.linspace(0, len(utterances) - 1, limit).astype(int)]
+
+
+def subsample(utterances: list[Utterance], fraction: float, seed: int) -> list[Utterance]:
+    """A seeded random `fraction` of `utterances` (at least one), in their original order."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"train_fraction={fraction} must be in (0, 1].")
+    if fraction == 1.0:
+        return utterances
+    keep = max(1, round(fraction * len(utterances)))
+    chosen = np.random.default_rng(seed).choice(len(utterances), size=keep, replace=False)
+    return [utterances[i] for i in sorted(chosen)]
 
 
 def fsdd_splits(test_speaker: str | None) -> tuple[list[Utterance], dict[str, list[Utterance]]]:
@@ -73,10 +84,12 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
     if args.corpus not in CORPORA:
         raise ValueError(f"corpus={args.corpus!r}; choose one of {CORPORA}.")
     if args.corpus == "hub":
+        if args.train_fraction != 1.0:
+            raise ValueError("train_fraction applies to manifest corpora; for corpus='hub' use a split slice.")
         return _hub_data(args, augment, seed)
     if args.corpus == "synthetic":
         train_manifest, eval_manifest = build_corpus(
-            default_cache_dir(), args.synthetic_num_train, args.synthetic_num_eval, seed=seed
+            num_train=args.synthetic_num_train, num_eval=args.synthetic_num_eval, seed=seed
         )
         train, wer_sets = read_manifest(train_manifest), {"synthetic_heldout_voices": read_manifest(eval_manifest)}
     elif args.corpus == "fsdd":
@@ -86,6 +99,7 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
             raise ValueError("corpus='manifest' needs train_manifest (and usually eval_manifest).")
         train = read_manifest(args.train_manifest)
         wer_sets = {Path(args.eval_manifest).stem: read_manifest(args.eval_manifest)} if args.eval_manifest else {}
+    train = subsample(train, args.train_fraction, seed)
     wer_sets = {name: _limit(utterances, args.eval_max_samples) for name, utterances in wer_sets.items()}
     return TrainingData(
         train=SpeechTextDataset(train, augment, seed), train_texts=[u.text for u in train], wer_sets=wer_sets
@@ -115,4 +129,4 @@ def _hub_data(args: DataArguments, augment: AugmentConfig, seed: int) -> Trainin
     return TrainingData(train=train, train_texts=texts, wer_sets=wer_sets)
 
 
-__all__ = ["CORPORA", "FSDD_MANIFEST", "TrainingData", "fsdd_splits", "load_training_data"]
+__all__ = ["CORPORA", "FSDD_MANIFEST", "TrainingData", "fsdd_splits", "load_training_data", "subsample"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from training.synthetic_speech import EspeakSynthesizer, to_training_clip, write_wav
 
 
-GENERATOR_VERSION = 1  # bump whenever texts, voices or audio processing change: invalidates every cache
+GENERATOR_VERSION = 2  # bump whenever texts, voices or audio processing change: invalidates every cache
 SAMPLING_RATE = 16_000
 SHARD_SIZE = 500  # utterances per fresh synthesis process; fixed so output never depends on the worker count
 MAX_WORDS = 12
@@ -74,7 +74,14 @@ COMMANDS = [
 ]  # fmt: skip
 MASS_NOUNS = {"bread", "cheese", "milk", "tea", "soup"}  # never pluralised
 TRAIN_ACCENTS = ["en-us", "en", "en-gb-x-rp", "en-029", "en-gb-x-gbclan"]
-TRAIN_VARIANTS = ["", "m1", "m2", "m3", "m6", "f1", "f2", "f4", "klatt", "klatt3"]
+TRAIN_VARIANTS = [  # espeak-ng's human-sounding voice modifiers (robots, whisper, croak and the like left out)
+    "", "m1", "m2", "m3", "m6", "m7", "m8", "f1", "f2", "f4", "klatt", "klatt3", "klatt4", "Alex", "Andrea", "Andy",
+    "Annie", "Denis", "Diogo", "Gene", "Henrique", "Hugo", "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike",
+    "Nguyen", "Reed", "Storm", "adam", "anika", "announcer", "antonio", "aunty", "belinda", "benjamin", "boris",
+    "caleb", "david", "ed", "edward", "grandma", "grandpa", "gustave", "ian", "iven", "john", "linda", "marcelo",
+    "max", "michel", "miguel", "norbert", "pablo", "paul", "pedro", "quincy", "rob", "robert", "sandro", "shelby",
+    "steph", "travis", "victor", "zac",
+]  # fmt: skip
 HELD_OUT_ACCENTS = ["en-gb-scotland", "en-us-nyc", "en-gb-x-gbcwmd"]
 HELD_OUT_VARIANTS = ["m4", "m5", "f3", "f5", "klatt2"]
 TRAIN_VOICES = [a + (f"+{v}" if v else "") for a in TRAIN_ACCENTS for v in TRAIN_VARIANTS]
@@ -235,9 +242,11 @@ def build_corpus(
     """
     Synthesise (or reuse) the corpus and return `(train_manifest, eval_manifest)`. A build is reused when
     `corpus_info.json` records the same parameters, generator and espeak-ng versions; otherwise it is rebuilt.
+    The default cache keeps one folder per parameter set, so runs of different sizes never evict each other.
     Output is identical for a given seed whatever `num_workers` (default: all cores).
     """
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = f"v{GENERATOR_VERSION}-train{num_train}-eval{num_eval}-seed{seed}"
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / folder
     manifests = (root / "train.jsonl", root / "eval.jsonl")
     info = {
         "generator_version": GENERATOR_VERSION, "num_train": num_train, "num_eval": num_eval, "seed": seed,

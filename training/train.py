@@ -41,16 +41,21 @@ class MelLLMTrainer(Trainer):
     """Trainer whose evaluation also transcribes held-out audio and logs WER/CER (teacher-forced loss alone
     says little about recognition)."""
 
-    def __init__(self, *args, wer_sets: dict | None = None, **kwargs):
+    def __init__(self, *args, wer_sets: dict | None = None, max_new_tokens: int = 128, **kwargs):
         super().__init__(*args, **kwargs)
-        self.wer_sets = wer_sets or {}
+        self.wer_sets, self.max_new_tokens = wer_sets or {}, max_new_tokens
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix) if self.eval_dataset else {}
         if self.wer_sets:
             model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
             report = evaluate_sets(
-                model, self.processing_class, self.wer_sets, self.args.per_device_eval_batch_size, warmup=False
+                model,
+                self.processing_class,
+                self.wer_sets,
+                self.args.per_device_eval_batch_size,
+                warmup=False,
+                max_new_tokens=self.max_new_tokens,
             )
             wer_metrics = {f"{metric_key_prefix}_wer": report["average_wer"]}
             for name, result in report["sets"].items():
@@ -166,6 +171,7 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
         processing_class=processor,
         callbacks=[EpochCallback(data.train), *extra_callbacks],
         wer_sets=data.wer_sets,
+        max_new_tokens=data_args.eval_max_new_tokens,
     )
     return Run(trainer, processor, model_args, data_args, training_args, data)
 
@@ -173,7 +179,7 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
 def main(argv: list[str] | None = None) -> dict:
     run = build_run(sys.argv[1:] if argv is None else argv)
     trainer, processor, training_args = run.trainer, run.processor, run.training_args
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
     output_dir = Path(training_args.output_dir)
     if not trainer.is_world_process_zero():
@@ -183,6 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
         "model": vars(run.model_args),
         "data": vars(run.data_args),
         "training": training_args.to_sanitized_dict(),
+        "train_runtime_s": round(train_output.metrics["train_runtime"], 1),
+        "num_parameters": parameter_counts(final_model),
     }
     Path(output_dir, "run_config.yaml").write_text(yaml.safe_dump(config))
     results = {}
@@ -190,12 +198,23 @@ def main(argv: list[str] | None = None) -> dict:
         final_model.eval()
         with torch.inference_mode():
             results = evaluate_sets(
-                final_model, processor, run.data.wer_sets, training_args.per_device_eval_batch_size
+                final_model,
+                processor,
+                run.data.wer_sets,
+                training_args.per_device_eval_batch_size,
+                max_new_tokens=run.data_args.eval_max_new_tokens,
             )
         write_reports(results, output_dir, model_path=str(output_dir))
         print(f"WER on held-out {', '.join(run.data.wer_sets)}: {results['average_wer']:.2f}%")
     write_training_log(trainer.state.log_history, output_dir)
     return results
+
+
+def parameter_counts(model: MelLLMForSpeechLM) -> dict[str, int]:
+    """Audio path (front end + projector), LLM, and total: what the front-end comparisons set side by side."""
+    audio = sum(p.numel() for m in (model.audio_frontend, model.multi_modal_projector) for p in m.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    return {"audio": audio, "llm": total - audio, "total": total}
 
 
 class _RecordingCollator:

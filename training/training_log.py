@@ -36,7 +36,8 @@ def write_training_log(log_history: list[dict], output_dir: Path) -> tuple[Path,
         wer_axis.plot(*zip(*wers, strict=True), "s--", color="tab:red", label="eval WER %")
         wer_axis.set_ylabel("WER %")
         wer_axis.legend(loc="upper center")
-    loss_axis.legend(loc="upper right")
+    if train or evals:
+        loss_axis.legend(loc="upper right")
     figure.tight_layout()
     png_path = output_dir / "training_curve.png"
     figure.savefig(png_path, dpi=120)
