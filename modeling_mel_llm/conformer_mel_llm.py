@@ -53,20 +53,27 @@ class MelLLMConformerEncoder(nn.Module):
         )
 
     def attention_mask(self, hidden: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
-        """(B, H, P, P) additive mask: relative bias, minus "infinity" for padding and other 500-token chunks."""
-        positions = torch.arange(hidden.shape[1], device=hidden.device)
-        chunk = positions // self.chunk_length
-        allowed = (chunk[:, None] == chunk[None, :])[None] & patch_mask[:, None, :]  # (B, P, P): query → key
-        allowed = allowed | torch.eye(len(positions), dtype=torch.bool, device=hidden.device)  # no empty rows
+        """(B, H, P, P) additive mask: the relative bias, and minus "infinity" on padded keys."""
+        eye = torch.eye(hidden.shape[1], dtype=torch.bool, device=hidden.device)
+        allowed = patch_mask[:, None, :] | eye  # (B, P, P) query → key; a padded query sees itself, no empty rows
         blocked = torch.zeros(allowed.shape, dtype=hidden.dtype, device=hidden.device)
         blocked = blocked.masked_fill(~allowed, torch.finfo(hidden.dtype).min)
         return self.relative_attention_bias_layer(hidden).to(hidden.dtype) + blocked[:, None]
 
     def forward(self, hidden: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
-        """(B, P, F) conv-subsampled patches and their (B, P) mask → (B, P, F), padding zeroed."""
-        attention_mask = self.attention_mask(hidden, patch_mask)
+        """
+        (B, P, F) conv-subsampled patches and their (B, P) mask → (B, P, F), padding zeroed. Like Phi-4-MM, sequences
+        longer than `chunk_length` are cut into independent chunks (attention and the causal conv stay inside one).
+        """
+        batch, length, width = hidden.shape
+        chunk = min(self.chunk_length, length)
+        pad = -length % chunk
+        chunks = nn.functional.pad(hidden, (0, 0, 0, pad)).reshape(-1, chunk, width)  # (B·C, chunk, F)
+        chunk_mask = nn.functional.pad(patch_mask, (0, pad)).reshape(-1, chunk)  # (B·C, chunk)
+        attention_mask = self.attention_mask(chunks, chunk_mask)
         for layer in self.encoders:
-            hidden = layer(hidden, attention_mask)
+            chunks = layer(chunks, attention_mask)
+        hidden = chunks.reshape(batch, -1, width)[:, :length]
         return hidden.masked_fill(~patch_mask[..., None], 0.0)
 
 

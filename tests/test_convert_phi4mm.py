@@ -292,3 +292,20 @@ def test_cli_writes_a_loadable_folder(phi, tmp_path, capsys):
     assert "dropped" in capsys.readouterr().out
     assert MelLLMForSpeechLM.from_pretrained(tmp_path).config.frontend == "encoder"
     assert (tmp_path / "processor_config.json").exists()
+
+
+def test_encoder_attends_in_500_token_chunks_like_phi4mm(phi, tmp_path):
+    """Past 40 s Phi-4-MM runs its conformer on 500-token chunks; 1000 tokens (80 s) must give the same output."""
+    folder, phi_model, _, _ = phi
+    convert(str(folder), tmp_path, frontend="encoder", lora="drop")
+    model = MelLLMForSpeechLM.from_pretrained(tmp_path).eval()
+    features = torch.randn(1, 8000, 80, generator=torch.Generator().manual_seed(5)) + 8.0  # 8000 frames → 1000 tokens
+    mask = torch.ones(1, 8000, dtype=torch.bool)
+    with torch.no_grad():
+        expected = phi_model.model.embed_tokens_extend.audio_embed.encoder(features, None)
+        patches, _ = model.audio_frontend(features, mask)
+    assert expected.shape == patches.shape == (1, 1000, 32)
+    torch.testing.assert_close(patches, expected, atol=1e-5, rtol=1e-5)
+    model.audio_frontend.encoder.chunk_length = 10_000  # one chunk: now the two must differ
+    with torch.no_grad():
+        assert not torch.allclose(model.audio_frontend(features, mask)[0], expected, atol=1e-3)

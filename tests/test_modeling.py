@@ -227,3 +227,18 @@ def test_frontend_parameter_counts(make_model):
     }
     stack = make_model("llama", "stack").frontend_parameter_counts()
     assert stack == {"conv": 0, "encoder": 0, "projector": 640 * 64 + 64, "total": 640 * 64 + 64}
+
+
+def test_encoder_chunks_keep_batched_equal_to_single(make_model, processor):
+    """With 4-token chunks the clips (13, 8 and 4 patches) span several chunks, some padded, in a batch."""
+    model = make_model("llama", "encoder")
+    model.audio_frontend.encoder.chunk_length = 4
+    clips = _clips()
+    features = processor.feature_extractor(clips, sampling_rate=16_000)
+    batched, patch_mask = model.get_audio_features(features["input_features"], features["input_features_mask"])
+    whole_clip = make_model("llama", "encoder").get_audio_features(features["input_features"][:1])[0][0]
+    assert not torch.allclose(batched[0], whole_clip, atol=1e-3)  # the chunking changes the output
+    for i, clip in enumerate(clips):
+        single = processor.feature_extractor([clip], sampling_rate=16_000)
+        alone, _ = model.get_audio_features(single["input_features"], single["input_features_mask"])
+        torch.testing.assert_close(batched[i][patch_mask[i]], alone[0], atol=1e-5, rtol=1e-4)
