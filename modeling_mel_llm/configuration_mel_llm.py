@@ -5,7 +5,8 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 
-FRONTENDS = ("stack", "conv")
+FRONTENDS = ("stack", "conv", "encoder")
+PROJECTOR_TYPES = ("linear", "mlp")
 AUTO_MAP = {
     "AutoConfig": "configuration_mel_llm.MelLLMConfig",
     "AutoModel": "modeling_mel_llm.MelLLMForSpeechLM",
@@ -34,17 +35,36 @@ class MelLLMConfig(PreTrainedConfig):
         frontend (`str`, defaults to `"stack"`):
             `"stack"`: `frames_per_patch` consecutive frames are concatenated into one patch (the paper's encoder-free
             model). `"conv"`: the NeMo depthwise-striding subsampling kept from Phi-4-multimodal's audio front end.
+            `"encoder"`: the same subsampling followed by Phi-4-MM-style conformer blocks (the paper's encoder
+            baseline; randomly initialised unless converted from Phi-4-MM with `training/convert_phi4mm.py`).
         frames_per_patch (`int`, defaults to 8):
-            Mel frames (10 ms each) per LLM token; 8 gives 80 ms per token like Phi-4-MM. For `"conv"` it must be a
-            power of two (one stride-2 conv per factor of two).
+            Mel frames (10 ms each) per LLM token; 8 gives 80 ms per token like Phi-4-MM. For `"conv"` and
+            `"encoder"` it must be a power of two (one stride-2 conv per factor of two).
         conv_channels (`int`, defaults to 1024):
-            Channels of the strided convolutions (`"conv"` only; Phi-4-MM uses 1024).
+            Channels of the strided convolutions (`"conv"`/`"encoder"`; Phi-4-MM uses 1024).
         conv_output_size (`int`, defaults to 1024):
-            Width of the linear layer after the convolutions (`"conv"` only; Phi-4-MM's encoder width is 1024).
+            Width of the linear layer after the convolutions, and the conformer width for `"encoder"` (Phi-4-MM's
+            encoder width is 1024).
+        encoder_layers (`int`, defaults to 24):
+            Conformer blocks (`"encoder"` only; Phi-4-MM has 24).
+        encoder_attention_heads (`int`, defaults to 16):
+            Attention heads per conformer block; must divide `conv_output_size`.
+        encoder_ffn_dim (`int`, defaults to 1536):
+            Hidden width of the two half-step feed-forward modules of each block.
+        encoder_conv_kernel_size (`int`, defaults to 3):
+            Kernel of the causal depthwise convolution of each block.
+        encoder_bias_max_distance (`int`, defaults to 500):
+            Relative positions beyond this many tokens share one T5-style attention bias (Phi-4-MM's checkpoint: 500).
+        encoder_chunk_length (`int`, defaults to 500):
+            Tokens attend only within blocks of this many tokens (40 s at 80 ms per token), as Phi-4-MM processes
+            long audio in 500-token chunks.
         audio_token_id (`int`, *optional*):
             Id of the audio placeholder token in the backbone vocabulary; each placeholder receives one audio patch.
         projector_bias (`bool`, defaults to `True`):
             Whether the audio → LLM linear projection has a bias.
+        projector_type (`str`, defaults to `"linear"`):
+            `"linear"`: one linear layer (the paper's projection). `"mlp"`: Linear → GELU → Linear, the shape of
+            Phi-4-MM's speech projector, so a converted checkpoint keeps its trained projector exactly.
 
     Example:
 
@@ -69,6 +89,13 @@ class MelLLMConfig(PreTrainedConfig):
     conv_output_size: int = 1024
     audio_token_id: int | None = None
     projector_bias: bool = True
+    projector_type: str = "linear"
+    encoder_layers: int = 24
+    encoder_attention_heads: int = 16
+    encoder_ffn_dim: int = 1536
+    encoder_conv_kernel_size: int = 3
+    encoder_bias_max_distance: int = 500
+    encoder_chunk_length: int = 500
     custom_pipelines: dict | None = None
 
     def __post_init__(self, **kwargs):
@@ -87,10 +114,14 @@ class MelLLMConfig(PreTrainedConfig):
             raise ValueError(f"num_mel_bins must be positive, got {self.num_mel_bins}.")
         if self.frames_per_patch < 1:
             raise ValueError(f"frames_per_patch must be positive, got {self.frames_per_patch}.")
-        if self.frontend == "conv":
+        if self.projector_type not in PROJECTOR_TYPES:
+            raise ValueError(
+                f"projector_type={self.projector_type!r} is not supported; choose one of {PROJECTOR_TYPES}."
+            )
+        if self.frontend in ("conv", "encoder"):
             if self.frames_per_patch < 2 or self.frames_per_patch & (self.frames_per_patch - 1):
                 raise ValueError(
-                    f"frontend='conv' subsamples by stride-2 convolutions, so frames_per_patch must be a power of two "
+                    f"frontend={self.frontend!r} subsamples by stride-2 convolutions, so frames_per_patch must be a power of two "
                     f">= 2, got {self.frames_per_patch}."
                 )
             if self.conv_channels < 1 or self.conv_output_size < 1:
@@ -98,11 +129,30 @@ class MelLLMConfig(PreTrainedConfig):
                     f"conv_channels and conv_output_size must be positive, got {self.conv_channels} and "
                     f"{self.conv_output_size}."
                 )
+        if self.frontend == "encoder":
+            self._validate_encoder()
         vocab_size = getattr(self.text_config, "vocab_size", None)
         if self.audio_token_id is not None and vocab_size is not None and not 0 <= self.audio_token_id < vocab_size:
             raise ValueError(
                 f"audio_token_id={self.audio_token_id} is outside the backbone vocabulary (vocab_size={vocab_size}); "
                 "add the audio token to the tokenizer and resize the embeddings first."
+            )
+
+    def _validate_encoder(self) -> None:
+        for name in (
+            "encoder_layers",
+            "encoder_attention_heads",
+            "encoder_ffn_dim",
+            "encoder_conv_kernel_size",
+            "encoder_bias_max_distance",
+            "encoder_chunk_length",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive for frontend='encoder', got {getattr(self, name)}.")
+        if self.conv_output_size % self.encoder_attention_heads:
+            raise ValueError(
+                f"encoder_attention_heads={self.encoder_attention_heads} must divide the conformer width "
+                f"conv_output_size={self.conv_output_size}."
             )
 
     @property

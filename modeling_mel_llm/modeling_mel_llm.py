@@ -1,4 +1,6 @@
-"""MelLLMForSpeechLM: log-mel patches → one linear projection → any causal LM, with no speech encoder.
+"""MelLLMForSpeechLM: log-mel patches → one linear projection → any causal LM, with no speech encoder by default.
+
+`frontend="encoder"` adds Phi-4-MM-style conformer blocks (conformer_mel_llm.py) as the encoder baseline.
 
 Shapes: B batch, T mel frames, M mel bins, P audio patches (LLM audio tokens), F patch features, D LLM hidden,
 L token sequence. The feature extractor (processing/feature_extraction_mel_llm.py) owns the T → P formula; this file
@@ -14,6 +16,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration_mel_llm import MelLLMConfig
+from .conformer_mel_llm import MelLLMConformerEncoder, Phi4MultimodalAudioGluPointWiseConv
 
 
 DEFAULT_MAX_NEW_TOKENS = 512  # the Open ASR leaderboard's Phi-4-MM setting
@@ -101,17 +104,47 @@ class MelLLMConvFrontend(nn.Module):
 
 
 class MelLLMAudioFrontend(nn.Module):
-    """Normalise log-mel frames, zero the padding, and turn frames into patches with the configured front end."""
+    """
+    Normalise log-mel frames, zero the padding, and turn frames into patches with the configured front end; with
+    `frontend="encoder"` the conv patches then pass through conformer blocks (Phi-4-MM's audio path).
+    """
 
     def __init__(self, config: MelLLMConfig):
         super().__init__()
         self.norm = MelLLMGlobalNorm(config.num_mel_bins)
-        self.subsampling = MelLLMConvFrontend(config) if config.frontend == "conv" else MelLLMStackFrontend(config)
+        if config.frontend == "stack":
+            self.subsampling = MelLLMStackFrontend(config)
+        else:
+            self.subsampling = MelLLMConvFrontend(config)
+        self.encoder = MelLLMConformerEncoder(config) if config.frontend == "encoder" else None
         self.output_size = self.subsampling.output_size
 
     def forward(self, input_features: torch.Tensor, input_features_mask: torch.Tensor):
         features = self.norm(input_features).masked_fill(~input_features_mask[..., None], 0.0)
-        return self.subsampling(features, input_features_mask)
+        patches, patch_mask = self.subsampling(features, input_features_mask)  # (B, P, F), (B, P)
+        if self.encoder is not None:
+            patches = self.encoder(patches, patch_mask)
+        return patches, patch_mask
+
+
+class MelLLMMLPProjector(nn.Module):
+    """Linear → GELU → Linear: the shape of Phi-4-MM's speech projector (`up_proj_for_speech`, `down_proj_for_speech`)."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
+        super().__init__()
+        self.linear_1 = nn.Linear(input_size, hidden_size, bias=bias)
+        self.act = nn.GELU()
+        self.linear_2 = nn.Linear(hidden_size, hidden_size, bias=bias)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(patches)))
+
+
+def build_projector(config: MelLLMConfig, input_size: int) -> nn.Module:
+    """The audio → LLM projection: one linear layer (the paper) or Phi-4-MM's two-layer MLP."""
+    if config.projector_type == "mlp":
+        return MelLLMMLPProjector(input_size, config.text_config.hidden_size, bias=config.projector_bias)
+    return nn.Linear(input_size, config.text_config.hidden_size, bias=config.projector_bias)
 
 
 class MelLLMPreTrainedModel(PreTrainedModel):
@@ -139,9 +172,12 @@ class MelLLMPreTrainedModel(PreTrainedModel):
         if isinstance(module, MelLLMGlobalNorm):
             init.zeros_(module.global_mean)
             init.ones_(module.global_invstd)
-        elif isinstance(module, nn.Conv2d):  # only the conv front end has convolutions
+        elif isinstance(module, nn.Conv2d):  # only the conv subsampling has 2-D convolutions
             init.kaiming_normal_(module.weight, nonlinearity="relu")
             init.zeros_(module.bias)
+        elif isinstance(module, Phi4MultimodalAudioGluPointWiseConv):  # its GLU biases are bare parameters
+            init.zeros_(module.b1)
+            init.zeros_(module.b2)
         elif module is getattr(self.audio_frontend.subsampling, "out", None):
             init.normal_(module.weight, std=module.in_features**-0.5)
             init.zeros_(module.bias)
@@ -169,9 +205,7 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
     def __init__(self, config: MelLLMConfig):
         super().__init__(config)
         self.audio_frontend = MelLLMAudioFrontend(config)
-        self.multi_modal_projector = nn.Linear(
-            self.audio_frontend.output_size, config.text_config.hidden_size, bias=config.projector_bias
-        )
+        self.multi_modal_projector = build_projector(config, self.audio_frontend.output_size)
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
         if self.generation_config.max_new_tokens is None:
@@ -251,9 +285,23 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             )
         if input_features_mask is None:
             input_features_mask = torch.ones(input_features.shape[:2], dtype=torch.bool, device=input_features.device)
-        features = input_features.to(self.multi_modal_projector.weight.dtype)
+        features = input_features.to(next(self.multi_modal_projector.parameters()).dtype)
         patches, patch_mask = self.audio_frontend(features, input_features_mask.bool())
         return self.multi_modal_projector(patches), patch_mask
+
+    def frontend_parameter_counts(self) -> dict[str, int]:
+        """
+        Trainable parameters of the audio path by part: `conv` (subsampling), `encoder` (conformer blocks), `projector`,
+        and their `total`; what the encoder-free model saves over the encoder baseline (about 460 M for Phi-4-MM).
+        """
+        frontend = self.audio_frontend
+        counts = {
+            "conv": sum(p.numel() for p in frontend.subsampling.parameters()),
+            "encoder": sum(p.numel() for p in frontend.encoder.parameters()) if frontend.encoder is not None else 0,
+            "projector": sum(p.numel() for p in self.multi_modal_projector.parameters()),
+        }
+        counts["total"] = sum(counts.values())
+        return counts
 
     def get_placeholder_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) True where an audio patch goes."""
@@ -348,4 +396,4 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             )
 
 
-__all__ = ["MelLLMForSpeechLM", "MelLLMPreTrainedModel"]
+__all__ = ["MelLLMForSpeechLM", "MelLLMMLPProjector", "MelLLMPreTrainedModel"]

@@ -158,3 +158,47 @@ def test_pipeline_on_long_audio_returns_text_from_every_chunk(processor, fsdd_ba
     assert result["chunks"][-1]["timestamp"] == pytest.approx((57.0, 60.0))
     unbatched = asr(long_audio, chunk_length_s=4, stride_length_s=0.5)
     assert unbatched["text"] == result["text"]
+
+
+def test_fresh_process_loads_the_encoder_frontend_with_its_code(processor, tmp_path):
+    """The conformer lives in its own file: save_pretrained must ship it, and remote code must rebuild the model."""
+    from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
+    from training.tiny import tiny_text_config
+
+    tokenizer = processor.tokenizer
+    config = MelLLMConfig(
+        text_config=tiny_text_config("phi3", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id),
+        audio_token_id=processor.audio_token_id,
+        frontend="encoder",
+        projector_type="mlp",
+        conv_channels=16,
+        conv_output_size=32,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        encoder_ffn_dim=48,
+    )
+    torch.manual_seed(0)
+    model = MelLLMForSpeechLM(config).eval()
+    folder = tmp_path / "encoder"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    assert (folder / "conformer_mel_llm.py").exists()
+    inputs = processor(audio=[np.full(8_000, 0.05, dtype=np.float32), np.zeros(3_000, dtype=np.float32)])
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    torch.save({"inputs": dict(inputs), "logits": logits}, tmp_path / "reference.pt")
+    out = run_fresh(
+        f"""
+        from transformers import AutoModel
+        reference = torch.load({str(tmp_path / "reference.pt")!r})
+        model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        assert type(model.audio_frontend.encoder).__name__ == "MelLLMConformerEncoder"
+        assert type(model.multi_modal_projector).__name__ == "MelLLMMLPProjector"
+        with torch.no_grad():
+            logits = model(**reference["inputs"]).logits
+        assert torch.equal(logits, reference["logits"]), (logits - reference["logits"]).abs().max()
+        print("encoder-load-ok")
+        """,
+        tmp_path,
+    )
+    assert "encoder-load-ok" in out

@@ -7,7 +7,7 @@ import torch
 from training.tiny import FAMILIES
 
 
-FRONTENDS = ("stack", "conv")
+FRONTENDS = ("stack", "conv", "encoder")
 
 
 def _clips(lengths=(16_000, 9_000, 4_321), seed=0) -> list[np.ndarray]:
@@ -126,10 +126,11 @@ def test_gradient_checkpointing_gives_the_same_gradients(make_model, processor):
     torch.testing.assert_close(grads[0], grads[1])
 
 
-def test_save_load_is_bit_identical_and_safetensors_only(make_model, processor, tmp_path):
+@pytest.mark.parametrize("frontend", ["conv", "encoder"])
+def test_save_load_is_bit_identical_and_safetensors_only(make_model, processor, tmp_path, frontend):
     from modeling_mel_llm import MelLLMForSpeechLM
 
-    model = make_model("qwen2", "conv", tie_word_embeddings=True)
+    model = make_model("qwen2", frontend, tie_word_embeddings=True)
     model.fit_feature_normalization(*processor.feature_extractor(_clips(), sampling_rate=16_000).values())
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists()
@@ -176,3 +177,68 @@ def test_from_text_model_wraps_a_saved_causal_lm(processor, tmp_path):
     assert not model.multi_modal_projector.weight.is_meta
     output = model(**processor(audio=_clips()[:1], sampling_rate=16_000))
     assert torch.isfinite(output.logits).all()
+
+
+def test_encoder_masks_padding_inside_the_conformer(make_model, processor):
+    """Padded patches must not reach real ones through attention: the conformer ignores what the padding holds."""
+    model = make_model("llama", "encoder")
+    features = processor.feature_extractor(_clips((16_000, 4_321)), sampling_rate=16_000)
+    mask = features["input_features_mask"]
+    normalised = model.audio_frontend.norm(features["input_features"]).masked_fill(~mask[..., None], 0)
+    patches, patch_mask = model.audio_frontend.subsampling(normalised, mask)
+    assert not patch_mask.all()
+    clean = model.audio_frontend.encoder(patches, patch_mask)
+    noise = 5 * torch.randn(patches.shape, generator=torch.Generator().manual_seed(0))  # not constant: LayerNorm
+    noisy = model.audio_frontend.encoder(torch.where(patch_mask[..., None], patches, noise), patch_mask)
+    torch.testing.assert_close(noisy[patch_mask], clean[patch_mask], atol=1e-5, rtol=1e-4)
+
+
+def test_frontend_parameter_counts(make_model):
+    """Counts by part, checked against the layer shapes of the tiny config (F=64, C=32, FFN=64, 4 heads, 2 blocks)."""
+    width, channels, ffn, heads, blocks, kernel, distance = 64, 32, 64, 4, 2, 3, 50
+    conv = (
+        (9 * channels + channels)
+        + 2 * (10 * channels + channels * channels + channels)
+        + (channels * 10 * width + width)
+    )
+    half_step_ffn = 2 * width + (width * 2 * ffn + 2 * ffn) + (ffn * width + width)
+    attention = 4 * (width * width + width)
+    conv_module = (
+        2 * width
+        + 2 * width
+        + (width * 2 * width + 2 * width)
+        + (kernel * width + width)
+        + 2 * (width * width + width)
+    )
+    block = 2 * half_step_ffn + attention + conv_module + 2 * 2 * width
+    projector = width * 64 + 64
+    encoder = make_model("llama", "encoder").frontend_parameter_counts()
+    assert encoder == {
+        "conv": conv,
+        "encoder": blocks * block + 2 * distance * heads,
+        "projector": projector,
+        "total": conv + blocks * block + 2 * distance * heads + projector,
+    }
+    assert make_model("llama", "conv").frontend_parameter_counts() == {
+        "conv": conv,
+        "encoder": 0,
+        "projector": projector,
+        "total": conv + projector,
+    }
+    stack = make_model("llama", "stack").frontend_parameter_counts()
+    assert stack == {"conv": 0, "encoder": 0, "projector": 640 * 64 + 64, "total": 640 * 64 + 64}
+
+
+def test_encoder_chunks_keep_batched_equal_to_single(make_model, processor):
+    """With 4-token chunks the clips (13, 8 and 4 patches) span several chunks, some padded, in a batch."""
+    model = make_model("llama", "encoder")
+    model.audio_frontend.encoder.chunk_length = 4
+    clips = _clips()
+    features = processor.feature_extractor(clips, sampling_rate=16_000)
+    batched, patch_mask = model.get_audio_features(features["input_features"], features["input_features_mask"])
+    whole_clip = make_model("llama", "encoder").get_audio_features(features["input_features"][:1])[0][0]
+    assert not torch.allclose(batched[0], whole_clip, atol=1e-3)  # the chunking changes the output
+    for i, clip in enumerate(clips):
+        single = processor.feature_extractor([clip], sampling_rate=16_000)
+        alone, _ = model.get_audio_features(single["input_features"], single["input_features_mask"])
+        torch.testing.assert_close(batched[i][patch_mask[i]], alone[0], atol=1e-5, rtol=1e-4)

@@ -46,7 +46,7 @@ class ModelArguments:
     tiny_num_layers: int = 4
     tiny_num_heads: int = 4
     tiny_vocab_size: int = 1000  # BPE trained on the transcripts: ~1 token per word on the synthetic corpus
-    frontend: str = field(default="stack", metadata={"help": "stack | conv"})
+    frontend: str = field(default="stack", metadata={"help": "stack | conv | encoder (conv + conformer baseline)"})
     frames_per_patch: int = 8
     conv_channels: int = 256
     conv_output_size: int = 256

@@ -87,6 +87,10 @@ def build_tiny_model(
         frames_per_patch=processor.feature_extractor.frames_per_patch,
         conv_channels=32,
         conv_output_size=64,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        encoder_bias_max_distance=50,
     )
     model = MelLLMForSpeechLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
