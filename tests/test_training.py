@@ -323,3 +323,17 @@ def test_streaming_datasets_source_trains(small_manifests, tmp_path, monkeypatch
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
     assert results["sets"]["parquet_test"]["n"] == 4
     assert len(losses_from_log(tmp_path / "run")) == 3
+
+
+@pytest.mark.parametrize("frontend", ["conv", "encoder"])
+def test_audio_sizes_from_the_config_reach_the_model(frontend):
+    from training.train import build_processor_and_model
+
+    args = ModelArguments(
+        frontend=frontend, conv_channels=16, conv_output_size=24, encoder_layers=1, encoder_ffn_dim=48
+    )
+    _, model = build_processor_and_model(args, ["one two three", "four five"])
+    assert (model.config.conv_channels, model.config.conv_output_size) == (16, 24)
+    assert model.audio_frontend.subsampling.out.out_features == 24
+    if frontend == "encoder":
+        assert (model.config.encoder_layers, model.config.encoder_ffn_dim) == (1, 48)

@@ -50,6 +50,9 @@ class ModelArguments:
     frames_per_patch: int = 8
     conv_channels: int = 256
     conv_output_size: int = 256
+    encoder_layers: int = field(default=2, metadata={"help": "conformer blocks (frontend=encoder)"})
+    encoder_attention_heads: int = 4
+    encoder_ffn_dim: int = 1024
     finetune: str = field(default="full", metadata={"help": "full | lora | frontend (LLM frozen)"})
     lora_r: int = 32
     lora_alpha: int = 64

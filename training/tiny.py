@@ -67,10 +67,27 @@ def build_tiny_processor(corpus: Iterable[str] = DEFAULT_CORPUS, frames_per_patc
     return MelLLMProcessor.from_text_tokenizer(tokenizer, MelLLMFeatureExtractor(frames_per_patch=frames_per_patch))
 
 
+TINY_AUDIO_DEFAULTS = {  # a small conv (and, for frontend="encoder", a 2-block conformer) for tests and CPU runs
+    "conv_channels": 32,
+    "conv_output_size": 64,
+    "encoder_layers": 2,
+    "encoder_attention_heads": 4,
+    "encoder_ffn_dim": 64,
+    "encoder_bias_max_distance": 50,
+}
+
+
 def build_tiny_model(
-    processor: MelLLMProcessor, family: str = "llama", frontend: str = "stack", **text_overrides
+    processor: MelLLMProcessor,
+    family: str = "llama",
+    frontend: str = "stack",
+    audio_overrides: dict | None = None,
+    **text_overrides,
 ) -> MelLLMForSpeechLM:
-    """A randomly initialised Mel-LLM whose vocabulary matches `processor`'s tokenizer."""
+    """
+    A randomly initialised Mel-LLM whose vocabulary matches `processor`'s tokenizer. `audio_overrides` replace
+    `TINY_AUDIO_DEFAULTS` (MelLLMConfig audio fields); `text_overrides` go to the text config.
+    """
     tokenizer = processor.tokenizer
     text_config = tiny_text_config(
         family,
@@ -85,12 +102,7 @@ def build_tiny_model(
         audio_token_id=processor.audio_token_id,
         frontend=frontend,
         frames_per_patch=processor.feature_extractor.frames_per_patch,
-        conv_channels=32,
-        conv_output_size=64,
-        encoder_layers=2,
-        encoder_attention_heads=4,
-        encoder_ffn_dim=64,
-        encoder_bias_max_distance=50,
+        **{**TINY_AUDIO_DEFAULTS, **(audio_overrides or {})},
     )
     model = MelLLMForSpeechLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -101,6 +113,7 @@ def build_tiny_model(
 __all__ = [
     "DIGIT_WORDS",
     "FAMILIES",
+    "TINY_AUDIO_DEFAULTS",
     "build_tiny_model",
     "build_tiny_processor",
     "build_tokenizer",

@@ -84,10 +84,12 @@ def build_processor_and_model(
         processor = MelLLMProcessor.from_pretrained(model_args.init_from)
         return processor, MelLLMForSpeechLM.from_pretrained(model_args.init_from)
     feature_extractor = MelLLMFeatureExtractor(frames_per_patch=model_args.frames_per_patch)
-    frontend_kwargs = {
-        "frontend": model_args.frontend,
+    audio_kwargs = {
         "conv_channels": model_args.conv_channels,
         "conv_output_size": model_args.conv_output_size,
+        "encoder_layers": model_args.encoder_layers,
+        "encoder_attention_heads": model_args.encoder_attention_heads,
+        "encoder_ffn_dim": model_args.encoder_ffn_dim,
     }
     if model_args.text_model:
         text_model_path, gguf_file = resolve_text_model(model_args.text_model, model_args.gguf_file)
@@ -97,7 +99,9 @@ def build_processor_and_model(
         text_model = AutoModelForCausalLM.from_pretrained(
             text_model_path, attn_implementation=model_args.attn_implementation, **load_kwargs
         )
-        return processor, MelLLMForSpeechLM.from_text_model(text_model, processor, **frontend_kwargs)
+        return processor, MelLLMForSpeechLM.from_text_model(
+            text_model, processor, frontend=model_args.frontend, **audio_kwargs
+        )
     tokenizer = build_tokenizer([*DEFAULT_CORPUS, *train_texts], vocab_size=model_args.tiny_vocab_size)
     processor = MelLLMProcessor.from_text_tokenizer(tokenizer, feature_extractor)
     model = build_tiny_model(
@@ -107,7 +111,8 @@ def build_processor_and_model(
         num_layers=model_args.tiny_num_layers,
         num_heads=model_args.tiny_num_heads,
         num_kv_heads=max(1, model_args.tiny_num_heads // 2),
-        **frontend_kwargs,
+        frontend=model_args.frontend,
+        audio_overrides=audio_kwargs,
     )
     return processor, model
 
