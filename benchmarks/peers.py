@@ -23,6 +23,7 @@ speaker, so the first N would be one digit).
 
 import argparse
 import importlib
+import json
 import os
 import re
 import sys
@@ -49,6 +50,9 @@ from training.text_normalizer import normalize_english
 RATE = 16_000
 SYSTEMS = ("mel-llm", "pocketsphinx", "whisper-tiny.en")
 SETS = ("fsdd_test", "synthetic_heldout")
+# Its own build_corpus cache: the training cache is rebuilt (wiped) whenever its sizes differ, and a run with other
+# sizes may be using it; the corpus is deterministic, so this copy holds the same clips tiny_cpu.yaml evaluates on.
+PEERS_CACHE = "synthetic_corpus_peers"
 INSTALL_HINT = 'pip install -e ".[peers]" -c constraints.txt'
 OPTIONAL = {  # system → (module, PyPI package) it needs beyond the core dependencies
     "pocketsphinx": [("pocketsphinx", "pocketsphinx")],
@@ -108,7 +112,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     parser.add_argument("--synthetic-manifest", type=Path, help="eval manifest; default: build_corpus(...) below")
     parser.add_argument("--synthetic-config", type=Path, default=REPO_ROOT / "training" / "configs" / "tiny_cpu.yaml")
-    parser.add_argument("--synthetic-cache-dir", type=Path, help="build_corpus cache (default: the training one)")
+    parser.add_argument(
+        "--synthetic-cache-dir", type=Path, help=f"build_corpus cache (default: MEL_LLM_CACHE/{PEERS_CACHE})"
+    )
     parser.add_argument("--max-samples", type=int, default=100, help="clips per set, evenly spaced; 0: all")
     parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts to time; 0: all cores")
     parser.add_argument("--batch-size", type=int, default=1, help="Mel-LLM batch; peers take 1 clip at a time")
@@ -133,14 +139,17 @@ def evenly_spaced(items: list, n: int | None) -> list:
 
 
 def synthetic_manifest(args: argparse.Namespace) -> Path:
-    """The held-out-voice eval manifest: given, or built (cached) with the corpus sizes `--synthetic-config` trains on."""
+    """
+    The held-out-voice eval manifest: given, or built (cached; about a minute the first time) with the corpus sizes
+    and seed of `--synthetic-config`, so it holds the clips that config's training run evaluates on.
+    """
     if args.synthetic_manifest is not None:
         return args.synthetic_manifest
-    from training.synthetic_corpus import build_corpus, default_cache_dir
+    from training.synthetic_corpus import build_corpus, cache_root
 
     config = yaml.safe_load(args.synthetic_config.read_text())
     sizes = (config.get("synthetic_num_train", 4000), config.get("synthetic_num_eval", 300))
-    cache_dir = args.synthetic_cache_dir or default_cache_dir()
+    cache_dir = args.synthetic_cache_dir or cache_root() / PEERS_CACHE
     return build_corpus(cache_dir, *sizes, seed=config.get("seed", 0))[1]
 
 
@@ -331,17 +340,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
     sets = load_sets(args)
     env["set_sizes"] = {name: len(utterances) for name, utterances in sets.items()}
     clips = {name: [load_clip(u, RATE) for u in utterances] for name, utterances in sets.items()}
-    results = []
+    results, predictions, first_hypotheses = [], [], {}
     for system in args.systems:
         for threads in args.threads:
             transcribe, info = BUILDERS[system](args, threads)
             batch_size = args.batch_size if system == "mel-llm" else 1
             for name, summary in run_system(transcribe, sets, clips, batch_size).items():
-                results.append(result_row(system, name, threads, summary, info, args.worst))
+                row = result_row(system, name, threads, summary, info, args.worst)
+                hypotheses = [u["hypothesis"] for u in summary["utterances"]]
+                if threads == args.threads[0]:
+                    predictions += [{"system": system, "set": name, **u} for u in summary["utterances"]]
+                    first_hypotheses[system, name] = hypotheses
+                else:  # thread count changes the arithmetic order: say whether the transcripts changed with it
+                    row["same_hypotheses_as_first_threads"] = hypotheses == first_hypotheses[system, name]
+                results.append(row)
                 print(f"{system} {name} {threads} thr: WER {summary['wer']:.2f} RTFx {summary['rtfx']}", flush=True)
     table = markdown_table(results, args.threads)
     write_results(args.out, env, results, table + "\n\n" + notes(env))
     args.out.with_suffix(".md").write_text(markdown_report(env, results, table))
+    with open(args.out.with_name(args.out.stem + "_predictions.jsonl"), "w") as f:
+        f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in predictions)
     return results
 
 

@@ -112,6 +112,9 @@ def test_main_runs_a_saved_mel_llm_on_fsdd(make_model, processor, tmp_path):
     assert report["environment"]["set_sizes"] == {"fsdd_test": 3}
     assert "| mel-llm | fsdd_test | 3 |" in report["table"]
     assert "# Mel-LLM vs peers" in out.with_suffix(".md").read_text()
+    predictions = [json.loads(line) for line in (tmp_path / "peers_predictions.jsonl").read_text().splitlines()]
+    assert [p["system"] for p in predictions] == ["mel-llm"] * 3
+    assert {"reference", "hypothesis", "normalized_reference", "normalized_hypothesis"} <= set(predictions[0])
 
 
 @pytest.mark.skipif(not HAS_POCKETSPHINX, reason='optional peer: pip install -e ".[peers]" to test pocketsphinx')
