@@ -1,6 +1,7 @@
 """Mel-LLM against off-the-shelf CPU recognisers (pocketsphinx, Whisper tiny.en) on the same audio, scored the same way.
 
-Launch from the repository root (the default, 100 clips per set at 1 thread, takes about 5 minutes on 2 cores):
+Launch from the repository root (the default, 100 clips per set at 1 thread, took 6 min 24 s on this project's shared
+2-core machine at load average 4.5, including the one-off synthesis of the held-out-voice set, about 30 s):
 
     .venv/bin/python -m benchmarks.peers --model runs/fsdd_cpu [--synthetic-manifest PATH] [--max-samples 100]
         [--threads 1 [2 ...]] [--systems mel-llm pocketsphinx whisper-tiny.en] [--sets fsdd_test synthetic_heldout]
@@ -18,7 +19,9 @@ same Whisper English normaliser and the same corpus WER/CER code (`training.eval
 seconds / seconds spent in the system's transcribe call (feature extraction + decoding), after one untimed warm-up
 batch per system and thread count. Torch and CTranslate2 get the same thread count; pocketsphinx is single-threaded.
 Sets of more than `--max-samples` clips are cut to that many, evenly spaced (FSDD's manifest is sorted by digit and
-speaker, so the first N would be one digit).
+speaker, so the first N would be one digit). Sets: FSDD takes 0-4 (8 kHz recordings) and the espeak-ng held-out-voice
+eval set of `--synthetic-config` (tiny_cpu.yaml), built by `build_corpus` into MEL_LLM_CACHE/synthetic_corpus_peers
+unless `--synthetic-manifest` names one. Writes `--out` (JSON), the same name with .md, and _predictions.jsonl.
 """
 
 import argparse
@@ -37,7 +40,7 @@ import torch
 import yaml
 
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # faster-whisper and transformers must never reach the Hub
+os.environ["HF_HUB_OFFLINE"] = "1"  # faster-whisper and transformers must never reach the Hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from benchmarks.common import REPO_ROOT, environment, write_results
@@ -308,9 +311,21 @@ def notes(env: dict) -> str:
         "s / transcribe-call s after one warm-up batch; torch and CTranslate2 threads as in the column header, "
         f"pocketsphinx always 1 thread. Whisper tiny.en: faster-whisper {env['versions']['faster-whisper']}, "
         f"{env['whisper_compute_type']}. Load average {env['load_avg_at_start'][0]:.1f} at start on "
-        f"{env['cpu_count']} cores.\n\nBoth references and hypotheses go through Whisper's English normaliser (WER, CER: the "
-        f"Open ASR leaderboard protocol): {probes}. Spoken digit runs become one token but written ones do not, so "
+        f"{env['cpu_count']} cores.{load_warning(env)}\n\nBoth references and hypotheses go through Whisper's "
+        f"English normaliser (WER, CER: the Open ASR leaderboard protocol): {probes}. Spoken digit runs become one token but written ones do not, so "
         '"WER digit-split" rescores the same normalised texts with `one`→`1` and every digit a word of its own.'
+    )
+
+
+def load_warning(env: dict) -> str:
+    """Tiny models run thousands of short ops; with more threads than idle cores each one waits for a time slice."""
+    load, cores = env["load_avg_at_start"][0], env["cpu_count"]
+    if load < cores or max(env["threads"]) < 2:
+        return ""
+    return (
+        f"\n\n**The machine was busy (load average {load:.1f} on {cores} cores):** multi-thread RTFx measure the "
+        "contention more than the systems (a multi-threaded op waits until every thread gets a core); compare the "
+        "1-thread column."
     )
 
 
@@ -347,6 +362,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             batch_size = args.batch_size if system == "mel-llm" else 1
             for name, summary in run_system(transcribe, sets, clips, batch_size).items():
                 row = result_row(system, name, threads, summary, info, args.worst)
+                row["load_avg_1m_after"] = os.getloadavg()[0]  # other processes skew CPU timings; this shows how much
                 hypotheses = [u["hypothesis"] for u in summary["utterances"]]
                 if threads == args.threads[0]:
                     predictions += [{"system": system, "set": name, **u} for u in summary["utterances"]]
