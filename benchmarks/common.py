@@ -28,11 +28,7 @@ def environment(module: str, args: argparse.Namespace, skip: tuple[str, ...] = (
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_avg_at_start": os.getloadavg(),  # other processes skew CPU timings; this shows by how much
-        **{
-            key: str(value) if isinstance(value, Path) else value
-            for key, value in vars(args).items()
-            if key not in skip
-        },
+        **{key: str(v) if isinstance(v, Path) else v for key, v in vars(args).items() if key not in skip},  # JSON-able
     }
 
 
