@@ -67,10 +67,19 @@ def build_tiny_processor(corpus: Iterable[str] = DEFAULT_CORPUS, frames_per_patc
     return MelLLMProcessor.from_text_tokenizer(tokenizer, MelLLMFeatureExtractor(frames_per_patch=frames_per_patch))
 
 
+TINY_TTS_HEAD = {"tts_head": True, "tts_mlp_size": 128, "tts_postnet_channels": 32, "tts_postnet_layers": 3}
+
+
 def build_tiny_model(
-    processor: MelLLMProcessor, family: str = "llama", frontend: str = "stack", **text_overrides
+    processor: MelLLMProcessor,
+    family: str = "llama",
+    frontend: str = "stack",
+    tts_head: bool | dict = False,
+    **text_overrides,
 ) -> MelLLMForSpeechLM:
-    """A randomly initialised Mel-LLM whose vocabulary matches `processor`'s tokenizer."""
+    """A randomly initialised Mel-LLM whose vocabulary matches `processor`'s tokenizer. `tts_head=True` adds a
+    small mel head (`TINY_TTS_HEAD`); a dict gives its config fields instead."""
+    head_fields = {} if not tts_head else (TINY_TTS_HEAD if tts_head is True else {"tts_head": True, **tts_head})
     tokenizer = processor.tokenizer
     text_config = tiny_text_config(
         family,
@@ -87,6 +96,7 @@ def build_tiny_model(
         frames_per_patch=processor.feature_extractor.frames_per_patch,
         conv_channels=32,
         conv_output_size=64,
+        **head_fields,
     )
     model = MelLLMForSpeechLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -97,6 +107,7 @@ def build_tiny_model(
 __all__ = [
     "DIGIT_WORDS",
     "FAMILIES",
+    "TINY_TTS_HEAD",
     "build_tiny_model",
     "build_tiny_processor",
     "build_tokenizer",

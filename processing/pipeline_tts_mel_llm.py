@@ -1,0 +1,4 @@
+"""Placeholder: replaced by the TTS pipeline."""
+
+
+class MelLLMTextToSpeechPipeline: ...
