@@ -136,3 +136,14 @@ def tts_model(processor, tts_clips):
     model = build_tiny_model(processor, "llama", "stack", tts_head=True)
     history = overfit_tts(model, processor, *tts_clips)
     return model, history
+
+
+@pytest.fixture(scope="session")
+def tts_dir(tmp_path_factory, tts_model, processor):
+    """The overfit TTS model and processor saved as a Hub folder (code files, auto_map, model card)."""
+    from training.push_to_hub import save_for_hub
+
+    model, _ = tts_model
+    folder = tmp_path_factory.mktemp("tts_hub")
+    save_for_hub(model, processor, folder, repo_id="mel-llm/tiny-tts-test", license="apache-2.0")
+    return folder

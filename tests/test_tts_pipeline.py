@@ -7,15 +7,6 @@ import pytest
 import soundfile
 
 from tests.test_auto_and_hub import run_fresh
-from training.push_to_hub import save_for_hub
-
-
-@pytest.fixture(scope="module")
-def tts_dir(tmp_path_factory, tts_model, processor):
-    model, _ = tts_model
-    folder = tmp_path_factory.mktemp("tts_hub")
-    save_for_hub(model, processor, folder, repo_id="mel-llm/tiny-tts-test", license="apache-2.0")
-    return folder
 
 
 def test_saved_folder_ships_tts_code_and_auto_class(tts_dir):
