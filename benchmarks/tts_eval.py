@@ -97,7 +97,8 @@ def synthesise(model, processor, vocoder, texts: list[str], args) -> list[dict]:
             mel = speech.mel_features[row, :length]
             with torch.inference_mode():
                 audio = vocoder(mel).numpy()
-            stopped = bool((speech.stop_probabilities[row, : math.ceil(length / 8)] > 0.5).any())
+            steps = math.ceil(length / model.config.tts_frames_per_step)
+            stopped = bool(speech.stop_probabilities[row, steps - 1] > 0.5)  # the stop head ended it
             outputs.append({"mel": mel.numpy(), "audio": audio, "stopped": stopped})
     return outputs
 

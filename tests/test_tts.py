@@ -171,3 +171,15 @@ def test_tts_errors_are_clear(make_model, processor, tts_model):
     model, _ = tts_model
     with pytest.raises(ValueError, match="past the language model"):
         model.generate_speech(**processor.tts_inputs(["one " * 1500]), max_new_frames=800)
+
+
+def test_from_text_model_builds_a_real_head(processor, tts_clips):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    text_model = AutoModelForCausalLM.from_config(tiny_text_config("qwen2", vocab_size=len(processor.tokenizer)))
+    model = MelLLMForSpeechLM.from_text_model(text_model, processor, tts_head=True, tts_mlp_size=64)
+    assert not any(p.is_meta for p in model.mel_head.parameters())
+    assert model.mel_head.latent_proj.weight.std() > 0
+    batch = processor.tts_inputs(tts_clips[1], audio=tts_clips[0], sampling_rate=16_000)
+    assert torch.isfinite(model(**batch).loss)
