@@ -7,8 +7,9 @@ Sentences: the synthetic corpus's held-out split by default (texts never seen in
 each is the reference). Metrics:
 - WER/CER of the synthesised audio transcribed by `--asr-model` (default: the same checkpoint), Whisper-normalised.
   For scale, the same ASR also transcribes the references and the vocoded reference mels (the vocoder's floor).
-- mel L1 (log-mel, natural log) and MCD (dB; 13 cepstra from a DCT of the log-mel, c0 dropped) after DTW
-  alignment, since predicted and reference clips differ in length.
+- mel L1 (log-mel, natural log) and MCD (dB; 13 cepstra from a DCT of the 80-bin log-mel, c0 dropped) after DTW
+  alignment, since predicted and reference clips differ in length. Not SPTK mel-cepstra, so compare MCD only
+  between runs of this script, not with published numbers.
 - stop rate: share of clips that ended by the stop head rather than at `--max-new-frames`.
 Writes JSON + a printed table, and sample WAVs + mel PNGs (reference above prediction) next to the JSON.
 """
@@ -54,12 +55,12 @@ def dtw_path(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cepstra(log_mel: np.ndarray, count: int = NUM_CEPSTRA) -> np.ndarray:
-    """Orthonormal DCT-II of log-mel power, halved to log amplitude; coefficients 1..count (c0, the level, dropped)."""
+    """Mel cepstra 1..count (c0, the level, dropped) of log-mel power halved to log amplitude, scaled as a true
+    cepstrum (log|X| = c0 + 2 Σ c_k cos(...)), the scale MCD's 10/ln10·sqrt(2 Σ Δc²) formula assumes."""
     bins = log_mel.shape[-1]
-    k, n = np.arange(count + 1)[:, None], np.arange(bins)[None, :]
-    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * bins)) * np.sqrt(2 / bins)
-    basis[0] /= np.sqrt(2)
-    return (0.5 * log_mel @ basis.T)[:, 1:]
+    k, n = np.arange(1, count + 1)[:, None], np.arange(bins)[None, :]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * bins)) / bins
+    return 0.5 * log_mel @ basis.T
 
 
 def mel_distances(predicted: np.ndarray, reference: np.ndarray) -> tuple[float, float]:

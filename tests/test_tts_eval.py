@@ -36,3 +36,14 @@ def test_tts_eval_runs_on_a_saved_model(tts_dir, tmp_path):
     assert (out.parent / "sample_0.wav").stat().st_size > 1000
     assert (out.parent / "sample_0.png").stat().st_size > 1000
     assert "synthesised" in saved["table"]
+
+
+def test_mcd_of_a_single_cepstral_ripple():
+    """A log-amplitude ripple 2·c·cos(πk(2n+1)/2M) is cepstrum c at k, so MCD = 10/ln10 · sqrt(2) · c."""
+    bins, k, c = 80, 3, 0.1
+    n = np.arange(bins)
+    ripple = 2 * c * np.cos(np.pi * k * (2 * n + 1) / (2 * bins))  # log amplitude
+    reference = np.zeros((5, bins))
+    predicted = reference + 2 * ripple  # log-mel is log power: twice the log amplitude
+    _, mcd = mel_distances(predicted, reference)
+    assert abs(mcd - 10 / np.log(10) * np.sqrt(2) * c) < 1e-9
