@@ -28,7 +28,7 @@ from modeling_mel_llm import MelLLMForSpeechLM
 from processing import MelLLMProcessor, load_vocoder
 from training.data import read_manifest
 from training.eval_asr import load_clip, score, transcribe_batch
-from training.synthetic_corpus import build_corpus, default_cache_dir
+from training.synthetic_corpus import cached_corpus_manifests
 from training.text_normalizer import normalize_english
 from training.tts import plot_mels
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     asr_processor = MelLLMProcessor.from_pretrained(args.asr_model) if args.asr_model else processor
     vocoder = load_vocoder(args.model, processor.feature_extractor)
     extractor = processor.feature_extractor
-    manifest = args.manifest or build_corpus(default_cache_dir())[1]
+    manifest = args.manifest or cached_corpus_manifests()[1]
     utterances = read_manifest(manifest)
     keep = np.linspace(0, len(utterances) - 1, min(args.max_samples, len(utterances))).astype(int)
     utterances = [utterances[i] for i in keep]

@@ -27,7 +27,7 @@ from training.hifigan import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
-from training.synthetic_corpus import build_corpus, default_cache_dir
+from training.synthetic_corpus import cached_corpus_manifests
 
 
 # Generator block t covers samples [160t, 160t + 160) (centre +80); extractor frame t is centred on 160t + 200.
@@ -36,7 +36,7 @@ TARGET_OFFSET = WIN_LENGTH // 2 - HOP_LENGTH // 2
 
 def load_clips(manifest: str | None, max_clips: int, rate: int = 16_000) -> list[np.ndarray]:
     """Peak-levelled clips (as the TTS targets are) from a manifest, or the synthetic corpus's training split."""
-    path = manifest or build_corpus(default_cache_dir())[0]
+    path = manifest or cached_corpus_manifests()[0]
     utterances = read_manifest(path)[:max_clips]
     clips = []
     for utterance in utterances:
