@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
+from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
 from benchmarks.common import REPO_ROOT, environment, write_results
 from modeling_mel_llm import MelLLMForSpeechLM
@@ -107,7 +108,9 @@ def synthesise(model, processor, vocoder, texts: list[str], args) -> list[dict]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Mel-LLM folder with a TTS head")
-    parser.add_argument("--asr-model", help="Mel-LLM folder that transcribes (default: --model)")
+    parser.add_argument(
+        "--asr-model", help="Mel-LLM folder that transcribes, loaded with its own code (default: --model)"
+    )
     parser.add_argument("--manifest", help="held-out sentences with reference audio (default: synthetic eval split)")
     parser.add_argument("--max-samples", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -122,8 +125,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     model = MelLLMForSpeechLM.from_pretrained(args.model).eval()
     processor = MelLLMProcessor.from_pretrained(args.model)
-    asr = MelLLMForSpeechLM.from_pretrained(args.asr_model).eval() if args.asr_model else model
-    asr_processor = MelLLMProcessor.from_pretrained(args.asr_model) if args.asr_model else processor
+    asr, asr_processor = model, processor
+    if args.asr_model:  # any Mel-LLM folder, with the code it was saved with (it may predate this checkout)
+        asr = AutoModelForSpeechSeq2Seq.from_pretrained(args.asr_model, trust_remote_code=True).eval()
+        asr_processor = AutoProcessor.from_pretrained(args.asr_model, trust_remote_code=True)
     vocoder = load_vocoder(args.model, processor.feature_extractor)
     extractor = processor.feature_extractor
     manifest = args.manifest or cached_corpus_manifests()[1]

@@ -25,12 +25,13 @@ def test_tts_eval_runs_on_a_saved_model(tts_dir, tmp_path):
     result = main(
         [
             "--model", str(tts_dir), "--manifest", str(FSDD_DIR / "manifest.jsonl"), "--max-samples", "2",
-            "--num-examples", "1", "--max-new-frames", "48", "--out", str(out),
+            "--num-examples", "1", "--max-new-frames", "48", "--out", str(out), "--asr-model", str(tts_dir),
         ]
     )  # fmt: skip
     saved = json.loads(out.read_text())
     assert saved["results"][0]["cer"] == result["cer"]
     assert result["num_sentences"] == 2
+    assert result["asr_model"] == str(tts_dir)  # loaded through the Auto classes with its saved code
     assert 0 <= result["stop_rate"] <= 1
     assert np.isfinite([result["mel_l1"], result["mcd_db"]]).all()
     assert (out.parent / "sample_0.wav").stat().st_size > 1000
