@@ -12,11 +12,19 @@ AUTO_MAP = {
     "AutoModel": "modeling_mel_llm.MelLLMForSpeechLM",
     "AutoModelForSpeechSeq2Seq": "modeling_mel_llm.MelLLMForSpeechLM",
 }
+TTS_AUTO_MAP = {"AutoModelForTextToWaveform": "modeling_mel_llm.MelLLMForSpeechLM"}
 ASR_PIPELINE = {
     "automatic-speech-recognition": {
         "impl": "pipeline_mel_llm.MelLLMSpeechRecognitionPipeline",
         "pt": ["AutoModelForSpeechSeq2Seq"],
         "type": "multimodal",
+    }
+}
+TTS_PIPELINE = {
+    "text-to-speech": {
+        "impl": "pipeline_tts_mel_llm.MelLLMTextToSpeechPipeline",
+        "pt": ["AutoModelForTextToWaveform"],
+        "type": "text",
     }
 }
 
@@ -65,6 +73,26 @@ class MelLLMConfig(PreTrainedConfig):
         projector_type (`str`, defaults to `"linear"`):
             `"linear"`: one linear layer (the paper's projection). `"mlp"`: Linear → GELU → Linear, the shape of
             Phi-4-MM's speech projector, so a converted checkpoint keeps its trained projector exactly.
+        tts_head (`bool`, defaults to `False`):
+            Add the MELLE-style next-token VAE mel head (`mel_head.py`) so the model also speaks. Off: an ASR-only
+            model with no head weights.
+        tts_frames_per_step (`int`, *optional*):
+            Reduction factor: mel frames predicted per LLM step. Each predicted patch is fed back through the audio
+            input path as one audio token, so it must equal `frames_per_patch` (the default).
+        tts_latent_dim (`int`, *optional*):
+            Width of the sampled latent. `None`: the latent is the patch itself and the KL term pulls N(μ, σ²)
+            towards N(target, I) (MELLE's form); an integer: a smaller latent, KL to N(0, I), then a linear map to
+            the patch.
+        tts_mlp_size (`int`, defaults to 512): hidden width of the residual MLP that refines the sampled patch.
+        tts_postnet_layers (`int`, defaults to 5): conv layers of the residual post-net (0 disables it).
+        tts_postnet_channels (`int`, defaults to 256): channels of the post-net.
+        tts_postnet_kernel (`int`, defaults to 5): odd kernel size (frames) of the post-net convolutions.
+        tts_loss_weight (`float`, defaults to 1.0): weight of the whole TTS loss next to the text loss.
+        tts_kl_weight (`float`, defaults to 0.1): weight of the KL term (MELLE: 0.1 × the ½-weighted KL).
+        tts_flux_weight (`float`, defaults to 0.0): weight of MELLE's spectral-flux term, −‖μ_t − y_{t−1}‖₁,
+            which rewards frame-to-frame change (MELLE uses 0.5).
+        tts_stop_weight (`float`, defaults to 1.0): weight of the stop BCE.
+        tts_stop_pos_weight (`float`, defaults to 20.0): BCE `pos_weight` of the one "stop" step per utterance.
 
     Example:
 
@@ -96,14 +124,32 @@ class MelLLMConfig(PreTrainedConfig):
     encoder_conv_kernel_size: int = 3
     encoder_bias_max_distance: int = 500
     encoder_chunk_length: int = 500
+    tts_head: bool = False
+    tts_frames_per_step: int | None = None
+    tts_latent_dim: int | None = None
+    tts_mlp_size: int = 512
+    tts_postnet_layers: int = 5
+    tts_postnet_channels: int = 256
+    tts_postnet_kernel: int = 5
+    tts_loss_weight: float = 1.0
+    tts_kl_weight: float = 0.1
+    tts_flux_weight: float = 0.0
+    tts_stop_weight: float = 1.0
+    tts_stop_pos_weight: float = 20.0
     custom_pipelines: dict | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         if self.custom_pipelines is None:
-            self.custom_pipelines = ASR_PIPELINE
+            self.custom_pipelines = {**ASR_PIPELINE, **(TTS_PIPELINE if self.tts_head else {})}
+        if self.tts_head and self.tts_frames_per_step is None:
+            self.tts_frames_per_step = self.frames_per_patch
         # Written to config.json beside the code files, so the Auto classes load the model with trust_remote_code.
-        self.auto_map = {**AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
+        self.auto_map = {
+            **AUTO_MAP,
+            **(TTS_AUTO_MAP if self.tts_head else {}),
+            **(getattr(self, "auto_map", None) or {}),
+        }
         self._validate()
 
     def _validate(self) -> None:
@@ -131,6 +177,8 @@ class MelLLMConfig(PreTrainedConfig):
                 )
         if self.frontend == "encoder":
             self._validate_encoder()
+        if self.tts_head:
+            self._validate_tts()
         vocab_size = getattr(self.text_config, "vocab_size", None)
         if self.audio_token_id is not None and vocab_size is not None and not 0 <= self.audio_token_id < vocab_size:
             raise ValueError(
@@ -154,6 +202,27 @@ class MelLLMConfig(PreTrainedConfig):
                 f"encoder_attention_heads={self.encoder_attention_heads} must divide the conformer width "
                 f"conv_output_size={self.conv_output_size}."
             )
+
+    def _validate_tts(self) -> None:
+        if self.frontend == "encoder":
+            raise ValueError(
+                "tts_head needs a causal audio input path (frontend='stack' or 'conv'): the encoder front end's "
+                "conformer attends over the whole clip, so generated patches cannot be fed back one by one."
+            )
+        if self.tts_frames_per_step != self.frames_per_patch:
+            raise ValueError(
+                f"tts_frames_per_step={self.tts_frames_per_step} must equal frames_per_patch={self.frames_per_patch}: "
+                "each predicted patch goes back into the model as one audio token."
+            )
+        if self.tts_latent_dim is not None and self.tts_latent_dim < 1:
+            raise ValueError(f"tts_latent_dim must be positive or None, got {self.tts_latent_dim}.")
+        if self.tts_postnet_layers < 0 or self.tts_postnet_kernel % 2 == 0:
+            raise ValueError(
+                f"tts_postnet_layers must be >= 0 and tts_postnet_kernel odd, got {self.tts_postnet_layers} and "
+                f"{self.tts_postnet_kernel}."
+            )
+        if self.tts_stop_pos_weight <= 0:
+            raise ValueError(f"tts_stop_pos_weight must be positive, got {self.tts_stop_pos_weight}.")
 
     @property
     def hidden_size(self) -> int:

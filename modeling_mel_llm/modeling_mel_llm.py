@@ -4,22 +4,45 @@
 
 Shapes: B batch, T mel frames, M mel bins, P audio patches (LLM audio tokens), F patch features, D LLM hidden,
 L token sequence. The feature extractor (processing/feature_extraction_mel_llm.py) owns the T → P formula; this file
-checks that the prompt carries exactly one placeholder per patch.
+checks that the prompt carries exactly one placeholder per patch. With `config.tts_head` the model also speaks:
+mel_head.py predicts the next patch, which goes back in through the same audio path.
 """
 
 import copy
+import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import AutoModelForCausalLM, DynamicCache, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.utils import ModelOutput
 
 from .configuration_mel_llm import MelLLMConfig
 from .conformer_mel_llm import MelLLMConformerEncoder, Phi4MultimodalAudioGluPointWiseConv
+from .mel_head import MelLLMMelHead
 
 
 DEFAULT_MAX_NEW_TOKENS = 512  # the Open ASR leaderboard's Phi-4-MM setting
+
+
+@dataclass
+class MelLLMOutputWithPast(CausalLMOutputWithPast):
+    """`CausalLMOutputWithPast` plus, for TTS batches, the mel head's loss and its terms (already inside `loss`)."""
+
+    tts_loss: torch.FloatTensor | None = None
+    tts_loss_terms: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class MelLLMSpeechOutput(ModelOutput):
+    """`generate_speech` result: log-mel frames (B, T, M) in the feature extractor's scale, zero past each
+    clip's `mel_lengths` (B,), and the stop probability of every step (B, steps)."""
+
+    mel_features: torch.FloatTensor | None = None
+    mel_lengths: torch.LongTensor | None = None
+    stop_probabilities: torch.FloatTensor | None = None
 
 
 class MelLLMGlobalNorm(nn.Module):
@@ -32,6 +55,10 @@ class MelLLMGlobalNorm(nn.Module):
 
     def forward(self, input_features: torch.Tensor) -> torch.Tensor:
         return (input_features - self.global_mean) * self.global_invstd
+
+    def denormalize(self, features: torch.Tensor) -> torch.Tensor:
+        """CMVN space → log-mel (what the TTS head predicts → what the feature extractor produces)."""
+        return features / self.global_invstd + self.global_mean
 
     @torch.no_grad()
     def fit(self, input_features: torch.Tensor, input_features_mask: torch.Tensor) -> None:
@@ -118,6 +145,9 @@ class MelLLMAudioFrontend(nn.Module):
             self.subsampling = MelLLMConvFrontend(config)
         self.encoder = MelLLMConformerEncoder(config) if config.frontend == "encoder" else None
         self.output_size = self.subsampling.output_size
+        # Patches whose frames one output patch sees: the conv stack (k3 s2 p1 per stage) reaches 7 frames back
+        # into the previous patch and none ahead, so generated patches can be embedded one by one.
+        self.context_patches = 2 if config.frontend == "conv" else 1
 
     def forward(self, input_features: torch.Tensor, input_features_mask: torch.Tensor):
         features = self.norm(input_features).masked_fill(~input_features_mask[..., None], 0.0)
@@ -207,6 +237,7 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         self.audio_frontend = MelLLMAudioFrontend(config)
         self.multi_modal_projector = build_projector(config, self.audio_frontend.output_size)
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.mel_head = MelLLMMelHead(config) if config.tts_head else None
         self.post_init()
         if self.generation_config.max_new_tokens is None:
             self.generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
@@ -234,9 +265,9 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         model.generation_config = copy.deepcopy(text_model.generation_config)
         if model.generation_config.max_new_tokens is None:
             model.generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
-        model.audio_frontend.to_empty(device=text_model.device)
-        model.multi_modal_projector.to_empty(device=text_model.device)
-        for module in (model.audio_frontend, model.multi_modal_projector):
+        new_modules = [m for m in (model.audio_frontend, model.multi_modal_projector, model.mel_head) if m is not None]
+        for module in new_modules:
+            module.to_empty(device=text_model.device)
             module.apply(model._init_weights)
         return model.to(text_model.dtype)
 
@@ -342,8 +373,10 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        mel_targets: torch.Tensor | None = None,
+        mel_target_mask: torch.Tensor | None = None,
         **kwargs,
-    ) -> CausalLMOutputWithPast:
+    ) -> MelLLMOutputWithPast:
         r"""
         Args:
             input_ids (`torch.LongTensor` of shape `(B, L)`): prompt tokens with audio placeholders.
@@ -353,13 +386,36 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             position_ids (`torch.LongTensor`, *optional*): derived from `attention_mask` when omitted, so padded and
                 unpadded prompts see the same positions.
             labels (`torch.LongTensor` of shape `(B, L)`, *optional*): next-token targets, -100 where ignored.
+            mel_targets (`torch.Tensor` of shape `(B, T, M)`, *optional*): TTS training (needs `config.tts_head`):
+                log-mel frames to speak after each row's prompt. Row i's audio placeholders receive these patches
+                (teacher forcing, through the same CMVN + front end + projector as ASR audio) and the position
+                before each placeholder learns to predict that patch. In a mixed batch, rows are either ASR
+                (`input_features`) or TTS (`mel_targets`); both then hold one clip per row.
+            mel_target_mask (`torch.Tensor` of shape `(B, T)`, *optional*): True on real target frames; a row with
+                no True entry is not a TTS row.
             **kwargs: passed to the backbone (e.g. `num_items_in_batch` for a loss averaged over the whole batch).
 
         Returns:
-            `CausalLMOutputWithPast` with `loss` (when `labels` are given), `logits` and `past_key_values`.
+            `MelLLMOutputWithPast` with `loss` (text loss from `labels` plus the weighted TTS loss), `logits`,
+            `past_key_values`, and for TTS batches `tts_loss` and its `tts_loss_terms`.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        tts_rows = None
+        if mel_targets is not None:
+            if self.mel_head is None:
+                raise ValueError("mel_targets need a TTS head; build the model with MelLLMConfig(tts_head=True).")
+            if input_ids is None:
+                raise ValueError("mel_targets need input_ids to locate the audio placeholders, not inputs_embeds.")
+            if mel_target_mask is None:
+                mel_target_mask = torch.ones(mel_targets.shape[:2], dtype=torch.bool, device=mel_targets.device)
+            mel_target_mask = mel_target_mask.bool()
+            tts_rows = mel_target_mask.any(-1)  # (B,)
+            input_features, input_features_mask = self._with_tts_features(
+                input_features, input_features_mask, mel_targets, mel_target_mask
+            )
+            if labels is not None and not (labels != -100).any():
+                labels = None  # a TTS-only batch: a text loss over zero tokens would be NaN
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
             if input_features is not None:
@@ -373,7 +429,9 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
             if past_length == 0:
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        return self.language_model(
+        if tts_rows is not None:
+            kwargs["output_hidden_states"] = True
+        outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
             past_key_values=past_key_values,
@@ -383,6 +441,177 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+        output = MelLLMOutputWithPast(**outputs)
+        if tts_rows is not None:
+            tts_loss, terms = self._tts_loss(
+                outputs.hidden_states[-1], input_ids, tts_rows, mel_targets, mel_target_mask
+            )
+            weighted = self.config.tts_loss_weight * tts_loss
+            output.loss = weighted if output.loss is None else output.loss + weighted
+            output.tts_loss, output.tts_loss_terms = tts_loss, terms
+        return output
+
+    # ------------------------------------------------------------------ TTS
+    def _with_tts_features(self, input_features, input_features_mask, mel_targets, mel_target_mask):
+        """One (B, T, M) audio batch: TTS rows take their target frames, ASR rows their input clip."""
+        if input_features is None:
+            return mel_targets, mel_target_mask
+        if input_features.shape[0] != mel_targets.shape[0]:
+            raise ValueError(
+                f"With mel_targets, input_features must hold one clip per row: got {input_features.shape[0]} clips "
+                f"for {mel_targets.shape[0]} rows."
+            )
+        if input_features_mask is None:
+            input_features_mask = torch.ones(input_features.shape[:2], dtype=torch.bool, device=input_features.device)
+        tts_rows = mel_target_mask.any(-1)
+        if (input_features_mask.bool().any(-1) & tts_rows).any():
+            raise ValueError("A row has both input audio and mel_targets; give each row one or the other.")
+        frames = max(input_features.shape[1], mel_targets.shape[1])
+        pad = lambda x: nn.functional.pad(x, (0, 0, 0, frames - x.shape[1]))  # noqa: E731
+        pad_mask = lambda m: nn.functional.pad(m.bool(), (0, frames - m.shape[1]))  # noqa: E731
+        features = torch.where(tts_rows[:, None, None], pad(mel_targets), pad(input_features).to(mel_targets.dtype))
+        mask = torch.where(tts_rows[:, None], pad_mask(mel_target_mask), pad_mask(input_features_mask))
+        return features, mask
+
+    def _tts_loss(self, hidden, input_ids, tts_rows, mel_targets, mel_target_mask):
+        """Teacher-forced mel loss: the hidden state just before each target placeholder predicts that patch."""
+        step_frames = self.config.tts_frames_per_step
+        placeholders = self.get_placeholder_mask(input_ids) & tts_rows[:, None]  # (B, L)
+        predictors = nn.functional.pad(placeholders[:, 1:], (0, 1))  # (B, L) the position before each placeholder
+        targets = self.audio_frontend.norm(mel_targets.to(hidden.dtype)).masked_fill(~mel_target_mask[..., None], 0)
+        pad = -targets.shape[1] % step_frames
+        targets = nn.functional.pad(targets, (0, 0, 0, pad))
+        frame_mask = nn.functional.pad(mel_target_mask, (0, pad))  # (B, P·r)
+        target_patches = targets.reshape(targets.shape[0], -1, step_frames * targets.shape[-1])  # (B, P, F)
+        patch_mask = frame_mask.reshape(frame_mask.shape[0], -1, step_frames).any(-1)  # (B, P)
+        if int(predictors.sum()) != int(patch_mask.sum()):
+            raise ValueError(
+                f"The TTS rows hold {int(placeholders.sum())} audio placeholders but mel_targets give "
+                f"{int(patch_mask.sum())} patches; build TTS inputs with MelLLMProcessor.tts_inputs."
+            )
+        hidden_patches = hidden.new_zeros(*patch_mask.shape, hidden.shape[-1])  # (B, P, D)
+        hidden_patches[patch_mask] = hidden[predictors]
+        stop_targets = torch.where(patch_mask, 0, -1)
+        last = patch_mask.sum(-1) - 1  # (B,)
+        rows = torch.nonzero(tts_rows).squeeze(-1)
+        stop_targets[rows, last[rows]] = 1
+        step = self.mel_head.step(hidden_patches)
+        return self.mel_head.loss(step, target_patches, frame_mask, stop_targets, self.config)
+
+    def _embed_generated(self, frames: torch.Tensor) -> torch.Tensor:
+        """LLM input for the newest generated patch: log-mel (B, k·r, M) holding the last k = context patches."""
+        embeds, _ = self.get_audio_features(frames)
+        return embeds[:, -1:]  # (B, 1, D)
+
+    @torch.no_grad()
+    def generate_speech(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        max_new_frames: int = 1000,
+        temperature: float = 1.0,
+        stop_threshold: float = 0.5,
+        min_new_frames: int = 0,
+        seed: int | None = None,
+    ) -> MelLLMSpeechOutput:
+        r"""
+        Speak the text prompt(s) autoregressively: each step samples the next patch from the mel head, feeds it back
+        through the audio input path with the KV cache, and stops a clip when its stop probability passes
+        `stop_threshold`. The post-net then refines each clip, and frames are mapped back to log-mel.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(B, L)`): TTS prompts (`MelLLMProcessor.tts_inputs`), left-padded.
+            attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 on real tokens.
+            max_new_frames (`int`, defaults to 1000): at most this many 10 ms frames per clip.
+            temperature (`float`, defaults to 1.0): scale of the latent noise; 0 takes the mean (deterministic).
+            stop_threshold (`float`, defaults to 0.5): stop probability that ends a clip.
+            min_new_frames (`int`, defaults to 0): the stop head is ignored before this many frames.
+            seed (`int`, *optional*): seeds one noise generator per row, so a clip is the same alone or in a batch.
+
+        Returns:
+            [`MelLLMSpeechOutput`] with `mel_features` (B, T, M), `mel_lengths` (B,) and `stop_probabilities`.
+
+        Example:
+
+        ```python
+        >>> inputs = processor.tts_inputs(["turn the lights on"])
+        >>> speech = model.generate_speech(**inputs, max_new_frames=400, seed=0)
+        >>> speech.mel_features.shape[-1]
+        80
+        ```
+        """
+        if self.mel_head is None:
+            raise ValueError("This model has no TTS head (config.tts_head=False), so it cannot generate speech.")
+        if max_new_frames < 1:
+            raise ValueError(f"max_new_frames must be positive, got {max_new_frames}.")
+        if self.config.audio_token_id is not None and (input_ids == self.config.audio_token_id).any():
+            raise ValueError("TTS prompts take text only; audio placeholders (acoustic prompts) are not supported.")
+        step_frames, device = self.config.tts_frames_per_step, input_ids.device
+        max_steps = math.ceil(max_new_frames / step_frames)
+        limit = getattr(self.config.text_config, "max_position_embeddings", None)
+        if limit is not None and input_ids.shape[1] + max_steps > limit:
+            raise ValueError(
+                f"The prompt has {input_ids.shape[1]} tokens and max_new_frames={max_new_frames} needs {max_steps} "
+                f"more steps, past the language model's {limit} positions; shorten the text or max_new_frames."
+            )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        batch = input_ids.shape[0]
+        generators = None
+        if seed is not None:
+            generators = [torch.Generator(device=device).manual_seed(seed) for _ in range(batch)]
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.config.text_config)
+        outputs = self.language_model(
+            inputs_embeds=self.get_input_embeddings()(input_ids),
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            output_hidden_states=True,
+            logits_to_keep=1,
+        )
+        hidden = outputs.hidden_states[-1][:, -1]  # (B, D)
+        latent_size = self.mel_head.latent_proj.out_features // 2
+        norm, context = self.audio_frontend.norm, self.audio_frontend.context_patches
+        patches, stops = [], []
+        lengths = torch.full((batch,), max_steps * step_frames, dtype=torch.long, device=device)
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        for step_index in range(max_steps):
+            noise = None
+            if generators is not None:
+                noise = torch.stack([torch.randn(latent_size, generator=g, device=device) for g in generators])
+            noise = torch.randn(batch, latent_size, device=device) if noise is None else noise
+            step = self.mel_head.step(hidden, noise.to(hidden.dtype), temperature)
+            patches.append(step.patch)  # (B, F) CMVN space
+            stop = torch.sigmoid(step.stop_logit.float())
+            stops.append(stop)
+            if (step_index + 1) * step_frames >= min_new_frames:
+                newly = (stop > stop_threshold) & ~done
+                lengths[newly] = (step_index + 1) * step_frames
+                done |= newly
+            if bool(done.all()) or step_index == max_steps - 1:
+                break
+            recent = torch.stack(patches[-context:], 1).reshape(batch, -1, self.config.num_mel_bins)
+            embeds = self._embed_generated(norm.denormalize(recent))  # (B, 1, D)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
+            position_ids = position_ids[:, -1:] + 1
+            outputs = self.language_model(
+                inputs_embeds=embeds.to(hidden.dtype),
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+                output_hidden_states=True,
+                logits_to_keep=1,
+            )
+            hidden = outputs.hidden_states[-1][:, -1]
+        lengths = lengths.clamp(max=max_new_frames)
+        frames = self.mel_head.to_frames(torch.stack(patches, 1))  # (B, S·r, M)
+        mask = torch.arange(frames.shape[1], device=device)[None, :] < lengths[:, None]
+        frames = self.mel_head.refine_spectrogram(frames, mask)
+        mel = norm.denormalize(frames).masked_fill(~mask[..., None], 0.0)[:, : int(lengths.max())]
+        return MelLLMSpeechOutput(mel_features=mel, mel_lengths=lengths, stop_probabilities=torch.stack(stops, 1))
 
     def _check_length(self, inputs_embeds: torch.Tensor, past_key_values) -> None:
         """A prompt past the backbone's context gives silent garbage with RoPE models; refuse it instead."""
@@ -396,4 +625,10 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             )
 
 
-__all__ = ["MelLLMForSpeechLM", "MelLLMMLPProjector", "MelLLMPreTrainedModel"]
+__all__ = [
+    "MelLLMForSpeechLM",
+    "MelLLMMLPProjector",
+    "MelLLMOutputWithPast",
+    "MelLLMPreTrainedModel",
+    "MelLLMSpeechOutput",
+]

@@ -1,4 +1,4 @@
-"""mel-llm processing: feature extractor, processor and ASR pipeline, marked for Hub export with their Auto classes."""
+"""mel-llm processing: feature extractor, processor, ASR/TTS pipelines and vocoders, marked for Hub export with their Auto classes."""
 
 from transformers import AutoFeatureExtractor, AutoProcessor
 
@@ -7,7 +7,9 @@ from modeling_mel_llm import MelLLMConfig
 from .audio_loading import load_audio
 from .feature_extraction_mel_llm import MelLLMFeatureExtractor
 from .pipeline_mel_llm import MelLLMSpeechRecognitionPipeline, merge_overlapping_words
-from .processing_mel_llm import ASR_INSTRUCTION, AUDIO_TOKEN, MelLLMProcessor
+from .pipeline_tts_mel_llm import MelLLMTextToSpeechPipeline
+from .processing_mel_llm import ASR_INSTRUCTION, AUDIO_TOKEN, TTS_INSTRUCTION, MelLLMProcessor
+from .vocoder_mel_llm import MelLLMGriffinLim, MelLLMHifiGan, load_vocoder
 
 
 MelLLMFeatureExtractor.register_for_auto_class()
@@ -18,9 +20,14 @@ AutoProcessor.register(MelLLMConfig, MelLLMProcessor, exist_ok=True)
 __all__ = [
     "ASR_INSTRUCTION",
     "AUDIO_TOKEN",
+    "TTS_INSTRUCTION",
     "MelLLMFeatureExtractor",
+    "MelLLMGriffinLim",
+    "MelLLMHifiGan",
     "MelLLMProcessor",
     "MelLLMSpeechRecognitionPipeline",
+    "MelLLMTextToSpeechPipeline",
     "load_audio",
+    "load_vocoder",
     "merge_overlapping_words",
 ]

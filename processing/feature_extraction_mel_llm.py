@@ -180,6 +180,18 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
         data = {"input_features": features.cpu(), "input_features_mask": mask.cpu()}
         return BatchFeature(data=data, tensor_type=return_tensors)
 
+    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(B, N) float waveform in [-1, 1] → (B, T, M) log-mel with no padding logic; differentiable, so a
+        vocoder can be trained against exactly these features."""
+        frames = waveform.unfold(-1, WIN_LENGTH, HOP_LENGTH)  # (B, T, 400)
+        # Phi-4-MM's per-frame pre-emphasis: rolled frame with element 0 replaced by element 1 (= frame[0]).
+        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+        frames = (frames - self.preemphasis * previous) * PCM_SCALE
+        window = self._window.to(waveform.device)
+        spectrum = torch.fft.rfft(window * frames.double(), n=N_FFT, dim=-1).to(torch.complex64)
+        power = spectrum.abs() ** 2  # (B, T, 257)
+        return torch.log(torch.clamp(power @ self._mel_filters.to(waveform.device), min=1.0))  # (B, T, M)
+
     def extract(
         self, clips: list[np.ndarray], device: str | torch.device = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,14 +200,7 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
         waveform = torch.zeros(len(clips), max(lengths), dtype=torch.float32, device=device)  # (B, N)
         for i, clip in enumerate(clips):
             waveform[i, : len(clip)] = torch.from_numpy(clip)
-        frames = waveform.unfold(-1, WIN_LENGTH, HOP_LENGTH)  # (B, T, 400)
-        previous = torch.roll(frames, 1, dims=-1)
-        previous[..., 0] = previous[..., 1]  # Phi-4-MM: the sample "before" index 0 is index 1
-        frames = (frames - self.preemphasis * previous) * PCM_SCALE
-        window = self._window.to(device)
-        spectrum = torch.fft.rfft(window * frames.double(), n=N_FFT, dim=-1).to(torch.complex64)
-        power = spectrum.abs() ** 2  # (B, T, 257)
-        log_mel = torch.log(torch.clamp(power @ self._mel_filters.to(device), min=1.0))  # (B, T, M)
+        log_mel = self.log_mel(waveform)
         num_frames = torch.tensor([self.num_frames(n) for n in lengths], device=device)
         mask = torch.arange(log_mel.shape[1], device=device)[None, :] < num_frames[:, None]  # (B, T)
         return log_mel.masked_fill(~mask[..., None], self.padding_value), mask

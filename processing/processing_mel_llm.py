@@ -5,10 +5,12 @@ from transformers import BatchFeature, ProcessorMixin
 
 from .feature_extraction_mel_llm import MelLLMFeatureExtractor
 from .pipeline_mel_llm import MelLLMSpeechRecognitionPipeline  # noqa: F401  (saved with the processor for the Hub)
+from .pipeline_tts_mel_llm import MelLLMTextToSpeechPipeline  # noqa: F401  (saved with the processor for the Hub)
 
 
 AUDIO_TOKEN = "<|audio|>"
 ASR_INSTRUCTION = "Transcribe the audio clip into text."  # Phi-4-MM's Open ASR prompt
+TTS_INSTRUCTION = "Read this text aloud:"  # our choice; the paper's TTS prompt is not known
 CHAT_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>")
 IGNORE_INDEX = -100
 
@@ -91,6 +93,61 @@ class MelLLMProcessor(ProcessorMixin):
             {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": instruction or self.instruction}]}
         ]
         return self.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def build_tts_prompt(self, text: str) -> str:
+        """The TTS prompt for one text: the spoken audio follows `<|assistant|>` as audio tokens."""
+        content = f"{TTS_INSTRUCTION} {text.strip()}"
+        return self.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
+
+    def tts_inputs(
+        self,
+        text: str | list[str],
+        audio=None,
+        sampling_rate: int | None = None,
+        padding_side: str = "left",
+    ) -> BatchFeature:
+        """
+        Build TTS inputs: the prompt that asks for `text` to be spoken and, with `audio` (training), one audio
+        placeholder per patch of that clip plus its log-mel as `mel_targets`.
+
+        Args:
+            text (`str` or `list[str]`): what to say; empty text raises a `ValueError`.
+            audio (array or list of arrays, *optional*): the spoken clips to learn, one per text.
+            sampling_rate (`int`, *optional*): rate of `audio` (must be 16000).
+            padding_side (`str`, defaults to `"left"`): left padding lets a batch be generated from directly.
+
+        Returns:
+            `BatchFeature` with `input_ids`, `attention_mask`, and with audio `labels` (all -100: no text loss),
+            `mel_targets` (B, T, M) and `mel_target_mask` (B, T).
+        """
+        texts = [text] if isinstance(text, str) else list(text)
+        if not texts:
+            raise ValueError("Got an empty list of texts to speak.")
+        for i, item in enumerate(texts):
+            if not isinstance(item, str) or not item.strip():
+                raise ValueError(f"text[{i}] is empty or not a string ({item!r}); give the words to speak.")
+        prompts = [self.build_tts_prompt(item) for item in texts]
+        features = {}
+        if audio is not None:
+            clips = self.feature_extractor.as_clip_list(audio)
+            if len(clips) != len(texts):
+                raise ValueError(f"Got {len(clips)} audio clips for {len(texts)} texts; give one clip per text.")
+            clips = [self.feature_extractor.validate_audio(clip, i) for i, clip in enumerate(clips)]
+            extracted = self.feature_extractor(clips, sampling_rate=sampling_rate, return_tensors="pt")
+            features = {
+                "mel_targets": extracted["input_features"],
+                "mel_target_mask": extracted["input_features_mask"],
+            }
+            prompts = [
+                prompt + self.audio_token * self.feature_extractor.num_audio_tokens(len(clip))
+                for prompt, clip in zip(prompts, clips, strict=True)
+            ]
+        batch = self._pad([self._encode(prompt) for prompt in prompts], None, padding_side)
+        if audio is not None:
+            batch["labels"] = torch.full_like(batch["input_ids"], IGNORE_INDEX)
+        return BatchFeature({**batch, **features}, tensor_type="pt")
 
     def __call__(
         self,
@@ -221,4 +278,4 @@ class MelLLMProcessor(ProcessorMixin):
         return batch
 
 
-__all__ = ["MelLLMProcessor"]
+__all__ = ["TTS_INSTRUCTION", "MelLLMProcessor"]

@@ -103,3 +103,47 @@ def overfit_models(processor, fsdd_batch):
 def transcribe(model, processor, clips, **generate_kwargs) -> list[str]:
     """Greedy transcripts through the package's own batch transcription (short: test transcripts are words)."""
     return transcribe_batch(model, processor, clips, **{"max_new_tokens": 12, **generate_kwargs})
+
+
+def overfit_tts(model, processor, clips, texts, steps: int = 100, lr: float = 3e-3) -> list[dict[str, float]]:
+    """Teacher-forced TTS training on one batch; returns the loss terms of every step."""
+    batch = processor.tts_inputs(texts, audio=clips, sampling_rate=16_000)
+    model.fit_feature_normalization(batch["mel_targets"], batch["mel_target_mask"])
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps):
+        output = model(**batch)
+        history.append({"total": output.tts_loss.item(), **{k: v.item() for k, v in output.tts_loss_terms.items()}})
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+    model.eval()
+    return history
+
+
+@pytest.fixture(scope="session")
+def tts_clips(fsdd_batch) -> tuple[list[np.ndarray], list[str]]:
+    """Two short real clips (0.25 s and 0.35 s: 4 and 5 patches) with different words."""
+    clips, texts = fsdd_batch
+    return [clips[0][1000:5000], clips[1][1000:6600]], texts[:2]
+
+
+@pytest.fixture(scope="session")
+def tts_model(processor, tts_clips):
+    """A tiny stack-front-end model with a mel head, overfit to speak `tts_clips`; and its loss history."""
+    torch.manual_seed(0)
+    model = build_tiny_model(processor, "llama", "stack", tts_head=True)
+    history = overfit_tts(model, processor, *tts_clips)
+    return model, history
+
+
+@pytest.fixture(scope="session")
+def tts_dir(tmp_path_factory, tts_model, processor):
+    """The overfit TTS model and processor saved as a Hub folder (code files, auto_map, model card)."""
+    from training.push_to_hub import save_for_hub
+
+    model, _ = tts_model
+    folder = tmp_path_factory.mktemp("tts_hub")
+    save_for_hub(model, processor, folder, repo_id="mel-llm/tiny-tts-test", license="apache-2.0")
+    return folder

@@ -187,3 +187,16 @@ def test_default_cache_dir_honours_the_environment(monkeypatch, tmp_path):
     assert synthetic_corpus.default_cache_dir() == tmp_path / "synthetic_corpus"
     monkeypatch.delenv("MEL_LLM_CACHE")
     assert synthetic_corpus.default_cache_dir() == Path.home() / ".cache" / "mel_llm" / "synthetic_corpus"
+
+
+def test_readers_reuse_the_cached_corpus_whatever_its_size(tmp_path, monkeypatch):
+    """tts_eval / train_vocoder read the corpus a run built; they must not rebuild it with default sizes."""
+    from training.synthetic_corpus import cached_corpus_manifests
+
+    monkeypatch.setenv("MEL_LLM_CACHE", str(tmp_path))
+    root = tmp_path / "synthetic_corpus"
+    root.mkdir()
+    for name in ("train.jsonl", "eval.jsonl", "corpus_info.json"):
+        (root / name).write_text("{}\n")
+    assert cached_corpus_manifests() == (root / "train.jsonl", root / "eval.jsonl")
+    assert (root / "corpus_info.json").read_text() == "{}\n"  # untouched: nothing was rebuilt

@@ -65,6 +65,11 @@ class ModelArguments:
         metadata={"help": "LLM layer indices that train (LoRA layers_to_transform, or unfrozen layers); None = all"},
     )
     attn_implementation: str = "sdpa"
+    tts_head: bool = field(default=False, metadata={"help": "add the MELLE-style mel head so the model also speaks"})
+    tts_config: dict | None = field(
+        default=None,
+        metadata={"help": "other MelLLMConfig tts_* fields, e.g. {tts_kl_weight: 0.1, tts_postnet_channels: 128}"},
+    )
 
 
 @dataclass
@@ -105,6 +110,9 @@ class DataArguments:
     spec_freq_mask_bins: int = 10
     augment_probability: float = field(default=0.5, metadata={"help": "share of examples each waveform aug touches"})
     record_sample_ids: bool = field(default=False, metadata={"help": "write the example ids each rank trains on"})
+    tts_ratio: float = field(
+        default=0.0, metadata={"help": "share of training examples turned into TTS (text → mel); needs tts_head"}
+    )
 
 
 ALL_ARGUMENTS = (ModelArguments, DataArguments, TrainingArguments)
@@ -142,7 +150,7 @@ def _convert(key: str, text: str, annotation) -> typing.Any:
             value = yaml.safe_load(text)
             items = value if isinstance(value, list) else [value]
             return [args[0](v) for v in items] if args and args[0] in (int, float, str) else items
-        if origin is dict:
+        if origin is dict or annotation is dict:
             return yaml.safe_load(text)
         return text
     except (TypeError, ValueError, yaml.YAMLError) as error:

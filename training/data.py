@@ -127,27 +127,75 @@ def load_hub_split(name: str, config: str | None, split: str, audio_column: str,
     return dataset.cast_column(audio_column, Audio(decode=False))
 
 
+def is_tts_example(example: dict, tts_ratio: float) -> bool:
+    """Whether this example (and epoch: its `seed` changes per epoch) is a TTS example; a stream of its own, so the
+    ASR augmentation draws do not move."""
+    return tts_ratio > 0 and np.random.default_rng([example.get("seed", 0), 7919]).random() < tts_ratio
+
+
+def merge_batches(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor], pad_id: int) -> dict:
+    """Stack two processor batches row-wise: tokens left-padded to one length, frames right-padded; a key one side
+    lacks (ASR has no `mel_targets`, TTS no `input_features`) becomes empty rows (mask False)."""
+    length = max(first["input_ids"].shape[1], second["input_ids"].shape[1])
+    fill = {"input_ids": pad_id, "attention_mask": 0, "labels": -100}
+    merged = {}
+    for key, value in fill.items():
+        parts = [nn_pad(batch[key], (length - batch[key].shape[1], 0), value) for batch in (first, second)]
+        merged[key] = torch.cat(parts)
+    for features, mask in (("input_features", "input_features_mask"), ("mel_targets", "mel_target_mask")):
+        present = [batch for batch in (first, second) if features in batch]
+        if not present:
+            continue
+        frames, bins = max(b[features].shape[1] for b in present), present[0][features].shape[2]
+        feature_parts, mask_parts = [], []
+        for batch in (first, second):
+            rows = batch["input_ids"].shape[0]
+            value = batch.get(features, torch.zeros(rows, 0, bins))
+            feature_parts.append(nn_pad(value, (0, 0, 0, frames - value.shape[1]), 0.0))
+            value = batch.get(mask, torch.zeros(rows, 0, dtype=torch.bool))
+            mask_parts.append(nn_pad(value, (0, frames - value.shape[1]), False))
+        merged[features], merged[mask] = torch.cat(feature_parts), torch.cat(mask_parts)
+    return merged
+
+
+def nn_pad(tensor: torch.Tensor, pad: tuple[int, ...], value) -> torch.Tensor:
+    return torch.nn.functional.pad(tensor, pad, value=value)
+
+
 @dataclass
 class MelLLMDataCollator:
     """Pads `{"audio", "text"}` examples with the processor (features right-padded, tokens left-padded), then
-    applies SpecAugment per example from its own seed."""
+    applies SpecAugment per example from its own seed. With `tts_ratio` > 0 that share of examples (drawn per
+    example and epoch) becomes TTS examples instead: text prompt → the clip's log-mel as `mel_targets`."""
 
     processor: MelLLMProcessor
     augment: AugmentConfig = NO_AUGMENT
+    tts_ratio: float = 0.0
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        tts = [example for example in examples if is_tts_example(example, self.tts_ratio)]
+        asr = [example for example in examples if not is_tts_example(example, self.tts_ratio)]
+        rate = self.processor.feature_extractor.sampling_rate
+        tts_batch = None
+        if tts:
+            audio, texts = [e["audio"] for e in tts], [e["text"] for e in tts]
+            tts_batch = dict(self.processor.tts_inputs(texts, audio=audio, sampling_rate=rate))
+            if not asr:
+                return tts_batch
         batch = dict(
             self.processor(
-                audio=[example["audio"] for example in examples],
-                sampling_rate=self.processor.feature_extractor.sampling_rate,
-                text_target=[example["text"] for example in examples],
+                audio=[example["audio"] for example in asr],
+                sampling_rate=rate,
+                text_target=[example["text"] for example in asr],
             )
         )
         if self.augment.masks_features:
             frames = batch["input_features_mask"].sum(-1).tolist()
-            for i, example in enumerate(examples):
+            for i, example in enumerate(asr):
                 rng = np.random.default_rng(example.get("seed", 0))
                 spec_augment(batch["input_features"][i], frames[i], rng, self.augment)
+        if tts_batch is not None:
+            batch = merge_batches(batch, tts_batch, self.processor.tokenizer.pad_token_id)
         return batch
 
 
@@ -157,6 +205,8 @@ __all__ = [
     "SpeechTextDataset",
     "StreamingSpeechDataset",
     "Utterance",
+    "is_tts_example",
     "load_hub_split",
+    "merge_batches",
     "read_manifest",
 ]

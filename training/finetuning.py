@@ -23,7 +23,7 @@ def decoder_layers(model: MelLLMForSpeechLM):
     return model.language_model.get_decoder().layers
 
 
-def lora_config(args: ModelArguments) -> LoraConfig:
+def lora_config(args: ModelArguments, extra_modules: tuple[str, ...] = ()) -> LoraConfig:
     return LoraConfig(
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
@@ -31,7 +31,7 @@ def lora_config(args: ModelArguments) -> LoraConfig:
         target_modules=list(args.lora_target_modules),
         layers_to_transform=list(args.train_layers) if args.train_layers is not None else None,
         layers_pattern="layers" if args.train_layers is not None else None,
-        modules_to_save=list(AUDIO_MODULES),
+        modules_to_save=[*AUDIO_MODULES, *extra_modules],
     )
 
 
@@ -43,7 +43,8 @@ def apply_finetuning(model: MelLLMForSpeechLM, args: ModelArguments):
     if args.train_layers is not None and not all(0 <= i < num_layers for i in args.train_layers):
         raise ValueError(f"train_layers={args.train_layers} must index the backbone's {num_layers} layers.")
     if args.finetune == "lora":
-        return get_peft_model(model, lora_config(args))
+        head = ("mel_head",) if model.mel_head is not None else ()  # a new module: it trains fully, as the front end
+        return get_peft_model(model, lora_config(args, head))
     if args.finetune == "frontend":
         model.language_model.requires_grad_(False)
     elif args.train_layers is not None:

@@ -274,6 +274,16 @@ def build_corpus(
     return manifests
 
 
+def cached_corpus_manifests() -> tuple[Path, Path]:
+    """`(train, eval)` manifests of the corpus already in the cache (whatever its size), else a default build: tools
+    that only read the corpus must not rebuild a training run's corpus with other sizes."""
+    root = default_cache_dir()
+    manifests = (root / "train.jsonl", root / "eval.jsonl")
+    if (root / "corpus_info.json").is_file() and all(m.is_file() for m in manifests):
+        return manifests
+    return build_corpus(root)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=None, help="corpus folder (default: the cache, see default_cache_dir)")
@@ -294,7 +304,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"held-out voices ({len(HELD_OUT_VOICES)}): {' '.join(HELD_OUT_VOICES)}")
 
 
-__all__ = ["HELD_OUT_VOICES", "TRAIN_VOICES", "build_corpus", "generate_text", "plan_corpus", "vocabulary"]
+__all__ = [
+    "HELD_OUT_VOICES",
+    "TRAIN_VOICES",
+    "build_corpus",
+    "cached_corpus_manifests",
+    "generate_text",
+    "plan_corpus",
+    "vocabulary",
+]
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ TINY_AUDIO_DEFAULTS = {  # a small conv (and, for frontend="encoder", a 2-block 
     "encoder_ffn_dim": 64,
     "encoder_bias_max_distance": 50,
 }
+TINY_TTS_HEAD = {"tts_head": True, "tts_mlp_size": 128, "tts_postnet_channels": 32, "tts_postnet_layers": 3}
 
 
 def build_tiny_model(
@@ -82,12 +83,15 @@ def build_tiny_model(
     family: str = "llama",
     frontend: str = "stack",
     audio_overrides: dict | None = None,
+    tts_head: bool | dict = False,
     **text_overrides,
 ) -> MelLLMForSpeechLM:
     """
     A randomly initialised Mel-LLM whose vocabulary matches `processor`'s tokenizer. `audio_overrides` replace
-    `TINY_AUDIO_DEFAULTS` (MelLLMConfig audio fields); `text_overrides` go to the text config.
+    `TINY_AUDIO_DEFAULTS` (MelLLMConfig audio fields); `text_overrides` go to the text config. `tts_head=True` adds
+    a small mel head (`TINY_TTS_HEAD`); a dict gives its config fields instead.
     """
+    head_fields = {} if not tts_head else (TINY_TTS_HEAD if tts_head is True else {"tts_head": True, **tts_head})
     tokenizer = processor.tokenizer
     text_config = tiny_text_config(
         family,
@@ -103,6 +107,7 @@ def build_tiny_model(
         frontend=frontend,
         frames_per_patch=processor.feature_extractor.frames_per_patch,
         **{**TINY_AUDIO_DEFAULTS, **(audio_overrides or {})},
+        **head_fields,
     )
     model = MelLLMForSpeechLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -114,6 +119,7 @@ __all__ = [
     "DIGIT_WORDS",
     "FAMILIES",
     "TINY_AUDIO_DEFAULTS",
+    "TINY_TTS_HEAD",
     "build_tiny_model",
     "build_tiny_processor",
     "build_tokenizer",

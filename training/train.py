@@ -91,6 +91,7 @@ def build_processor_and_model(
         "encoder_attention_heads": model_args.encoder_attention_heads,
         "encoder_ffn_dim": model_args.encoder_ffn_dim,
     }
+    tts_fields = {"tts_head": True, **(model_args.tts_config or {})} if model_args.tts_head else {}
     if model_args.text_model:
         text_model_path, gguf_file = resolve_text_model(model_args.text_model, model_args.gguf_file)
         load_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
@@ -100,7 +101,7 @@ def build_processor_and_model(
             text_model_path, attn_implementation=model_args.attn_implementation, **load_kwargs
         )
         return processor, MelLLMForSpeechLM.from_text_model(
-            text_model, processor, frontend=model_args.frontend, **audio_kwargs
+            text_model, processor, frontend=model_args.frontend, **audio_kwargs, **tts_fields
         )
     tokenizer = build_tokenizer([*DEFAULT_CORPUS, *train_texts], vocab_size=model_args.tiny_vocab_size)
     processor = MelLLMProcessor.from_text_tokenizer(tokenizer, feature_extractor)
@@ -113,6 +114,7 @@ def build_processor_and_model(
         num_kv_heads=max(1, model_args.tiny_num_heads // 2),
         frontend=model_args.frontend,
         audio_overrides=audio_kwargs,
+        tts_head=tts_fields or False,
     )
     return processor, model
 
@@ -152,10 +154,14 @@ class Run:
 def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()) -> Run:
     """Parse the config, build data, processor and model, choose what trains, and wrap it all in a Trainer."""
     model_args, data_args, training_args = parse_config(argv)
+    if not 0.0 <= data_args.tts_ratio <= 1.0:
+        raise ValueError(f"tts_ratio must be within [0, 1], got {data_args.tts_ratio}.")
     set_seed(training_args.seed)
     augment = augment_config(data_args)
     data = load_training_data(data_args, augment, seed=training_args.seed)
     processor, model = build_processor_and_model(model_args, data.train_texts)
+    if data_args.tts_ratio > 0 and model.mel_head is None:
+        raise ValueError("tts_ratio > 0 needs a model with a mel head: set tts_head: true (or init_from one).")
     if not model_args.init_from and data.has_length:
         fit_normalization(model, processor, data)
     model.config.use_cache = False
@@ -164,7 +170,7 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
         processor.save_pretrained(Path(training_args.output_dir) / "base")
     model = apply_finetuning(model, model_args)
 
-    collator = MelLLMDataCollator(processor, augment)
+    collator = MelLLMDataCollator(processor, augment, tts_ratio=data_args.tts_ratio)
     if data_args.record_sample_ids:
         collator = _RecordingCollator(collator, Path(training_args.output_dir), training_args.process_index)
     trainer = MelLLMTrainer(

@@ -1,0 +1,110 @@
+"""MelLLMTextToSpeechPipeline: `pipeline("text-to-speech")` for a Mel-LLM with a TTS head.
+
+The stock text-to-audio pipeline expects a spectrogram or waveform model with `generate`; this one builds the TTS
+prompt, calls `generate_speech` and vocodes the log-mel (vocoder_mel_llm.py: the bundled HiFi-GAN, else
+Griffin-Lim). It ships with the processor files and is found through `config.custom_pipelines`.
+"""
+
+import numpy as np
+import torch
+from transformers.pipelines.base import Pipeline
+
+from .vocoder_mel_llm import load_vocoder
+
+
+DEFAULT_MAX_NEW_FRAMES = 1000  # 10 s of speech
+
+
+class MelLLMTextToSpeechPipeline(Pipeline):
+    """
+    Speak text with a Mel-LLM that has a TTS head (`config.tts_head=True`).
+
+    Call arguments: `max_new_frames` (10 ms frames, default 1000), `temperature` (latent noise scale, default 1.0;
+    0 is deterministic), `stop_threshold` (default 0.5), `seed` (default 0, so a text always gives the same audio),
+    `return_mel` (also return the predicted log-mel). Empty text, or text whose prompt leaves no room in the
+    language model's context, raises a `ValueError`.
+
+    Example:
+
+    ```python
+    >>> from transformers import pipeline
+    >>> tts = pipeline("text-to-speech", model="path/to/mel-llm", trust_remote_code=True)
+    >>> out = tts("turn the lights on")
+    >>> out["sampling_rate"], out["audio"].dtype
+    (16000, dtype('float32'))
+    ```
+    """
+
+    _load_processor = True
+    _load_tokenizer = True
+    _load_feature_extractor = True
+    _load_image_processor = False
+    _pipeline_calls_generate = False
+
+    def __init__(self, *args, vocoder=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if getattr(self.model, "mel_head", None) is None:
+            raise ValueError(
+                "This model has no TTS head (config.tts_head=False); it cannot be used for text-to-speech."
+            )
+        self.vocoder = vocoder or load_vocoder(self.model.name_or_path, self.processor.feature_extractor)
+
+    @property
+    def sampling_rate(self) -> int:
+        return self.processor.feature_extractor.sampling_rate
+
+    def _sanitize_parameters(
+        self,
+        max_new_frames: int | None = None,
+        temperature: float | None = None,
+        stop_threshold: float | None = None,
+        seed: int | None = None,
+        return_mel: bool | None = None,
+        **kwargs,
+    ):
+        if kwargs:
+            raise TypeError(f"Unexpected argument(s) for the Mel-LLM TTS pipeline: {sorted(kwargs)}.")
+        forward_params = {
+            "max_new_frames": max_new_frames or DEFAULT_MAX_NEW_FRAMES,
+            "seed": 0 if seed is None else seed,
+        }
+        if temperature is not None:
+            forward_params["temperature"] = temperature
+        if stop_threshold is not None:
+            forward_params["stop_threshold"] = stop_threshold
+        return {}, forward_params, {"return_mel": bool(return_mel)}
+
+    def preprocess(self, text: str) -> dict:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"Text to speak must be a non-empty string, got {text!r}.")
+        inputs = self.processor.tts_inputs([text])
+        limit = getattr(self.model.config.text_config, "max_position_embeddings", None)
+        room = None if limit is None else limit - inputs["input_ids"].shape[1]
+        if room is not None and room < 1:
+            raise ValueError(
+                f"The text is too long: its prompt takes {inputs['input_ids'].shape[1]} tokens of the language "
+                f"model's {limit}, leaving no room for speech. Split it into sentences."
+            )
+        return {**inputs, "room": room}
+
+    def _forward(self, model_inputs: dict, max_new_frames: int = DEFAULT_MAX_NEW_FRAMES, **generate_kwargs) -> dict:
+        room = model_inputs.pop("room")
+        if room is not None:  # frames that still fit in the context
+            max_new_frames = min(max_new_frames, room * self.model.config.tts_frames_per_step)
+        inputs = {key: value.to(self.model.device) for key, value in model_inputs.items()}
+        with torch.inference_mode():
+            speech = self.model.generate_speech(**inputs, max_new_frames=max_new_frames, **generate_kwargs)
+        length = int(speech.mel_lengths[0])
+        log_mel = speech.mel_features[0, :length].float()
+        with torch.inference_mode():
+            waveform = self.vocoder.to(log_mel.device)(log_mel)
+        return {"audio": waveform.cpu().numpy().astype(np.float32), "mel": log_mel.cpu().numpy()}
+
+    def postprocess(self, model_outputs: dict, return_mel: bool = False) -> dict:
+        result = {"audio": model_outputs["audio"], "sampling_rate": self.sampling_rate}
+        if return_mel:
+            result["mel"] = model_outputs["mel"]
+        return result
+
+
+__all__ = ["MelLLMTextToSpeechPipeline"]

@@ -1,0 +1,185 @@
+"""TTS in the same model: mel head losses, teacher forcing through the audio path, generation, save/load."""
+
+import numpy as np
+import pytest
+import torch
+
+from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
+from training.tiny import build_tiny_model, tiny_text_config
+
+
+def test_asr_only_model_has_no_head_weights(make_model):
+    model = make_model()
+    assert model.mel_head is None
+    assert not [key for key in model.state_dict() if "mel_head" in key]
+    assert "text-to-speech" not in model.config.custom_pipelines
+    assert "AutoModelForTextToWaveform" not in model.config.auto_map
+
+
+def test_tts_config_declares_pipeline_and_auto_class():
+    config = MelLLMConfig(text_config=tiny_text_config(), tts_head=True, frames_per_patch=4)
+    assert config.tts_frames_per_step == 4
+    assert config.custom_pipelines["text-to-speech"]["impl"] == "pipeline_tts_mel_llm.MelLLMTextToSpeechPipeline"
+    assert config.auto_map["AutoModelForTextToWaveform"] == "modeling_mel_llm.MelLLMForSpeechLM"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tts_frames_per_step": 4}, "must equal frames_per_patch"),
+        ({"tts_postnet_kernel": 4}, "odd"),
+        ({"tts_latent_dim": 0}, "tts_latent_dim must be positive"),
+        ({"tts_stop_pos_weight": 0.0}, "tts_stop_pos_weight must be positive"),
+    ],
+)
+def test_bad_tts_config_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MelLLMConfig(text_config=tiny_text_config(), tts_head=True, **kwargs)
+
+
+def test_loss_terms_finite_and_falling_on_overfit(tts_model):
+    _, history = tts_model
+    first, last = history[0], history[-1]
+    assert all(np.isfinite(v) for step in history for v in step.values())
+    assert last["total"] < 0.3 * first["total"]
+    assert last["l1"] < 0.5 * first["l1"]
+    assert last["l2"] < 0.3 * first["l2"]
+    assert last["stop"] < 0.2 * first["stop"]
+
+
+def test_generation_stops_via_stop_head(tts_model, processor, tts_clips):
+    model, _ = tts_model
+    clips, texts = tts_clips
+    speech = model.generate_speech(**processor.tts_inputs(texts), max_new_frames=400, temperature=0.0)
+    target_frames = [processor.feature_extractor.num_frames(len(clip)) for clip in clips]
+    expected = [8 * -(-n // 8) for n in target_frames]  # whole patches: 4 and 5
+    assert speech.mel_lengths.tolist() == expected
+    assert speech.mel_features.shape == (2, max(expected), 80)
+    assert (speech.stop_probabilities[:, 0] < 0.5).all()
+
+
+def test_generated_mel_is_close_to_the_learned_clip_in_log_mel_scale(tts_model, processor, tts_clips):
+    """Predictions are de-normalised: compare with the feature extractor's own log-mel of the training clip."""
+    model, _ = tts_model
+    clips, texts = tts_clips
+    speech = model.generate_speech(**processor.tts_inputs(texts[:1]), max_new_frames=400, temperature=0.0)
+    reference = processor.feature_extractor(clips[:1], sampling_rate=16_000)["input_features"][0]
+    frames = reference.shape[0]
+    generated = speech.mel_features[0, :frames]
+    assert (generated - reference).abs().mean() < 0.25 * (reference - reference.mean(0)).abs().mean()
+
+
+def test_batched_equals_unbatched_with_seed(tts_model, processor):
+    model, _ = tts_model
+    texts = ["one two three four", "zero"]
+    batched = model.generate_speech(**processor.tts_inputs(texts), max_new_frames=64, seed=3)
+    for i, text in enumerate(texts):
+        single = model.generate_speech(**processor.tts_inputs([text]), max_new_frames=64, seed=3)
+        length = int(single.mel_lengths[0])
+        assert int(batched.mel_lengths[i]) == length
+        torch.testing.assert_close(batched.mel_features[i, :length], single.mel_features[0], atol=1e-4, rtol=1e-4)
+
+
+def test_seed_controls_sampling(tts_model, processor):
+    model, _ = tts_model
+    inputs = processor.tts_inputs(["seven"])
+    a, b, c = (model.generate_speech(**inputs, max_new_frames=32, seed=s) for s in (1, 1, 2))
+    assert torch.equal(a.mel_features, b.mel_features)
+    assert not torch.equal(a.mel_features, c.mel_features)
+
+
+def test_save_load_round_trip_keeps_the_head(tts_model, processor, tmp_path):
+    model, _ = tts_model
+    model.save_pretrained(tmp_path)
+    loaded = MelLLMForSpeechLM.from_pretrained(tmp_path).eval()
+    assert loaded.mel_head is not None
+    inputs = processor.tts_inputs(["zero", "two"])
+    expected = model.generate_speech(**inputs, max_new_frames=48, seed=0)
+    actual = loaded.generate_speech(**inputs, max_new_frames=48, seed=0)
+    assert torch.equal(expected.mel_features, actual.mel_features)
+    assert torch.equal(expected.mel_lengths, actual.mel_lengths)
+
+
+def test_mixed_asr_and_tts_batch(processor, tts_clips):
+    """ASR rows learn text, TTS rows learn mel; the mixed batch's noise-free TTS terms equal its TTS rows' alone."""
+    torch.manual_seed(0)
+    model = build_tiny_model(processor, tts_head=True)
+    clips, texts = tts_clips
+    asr = processor(audio=clips[:1], sampling_rate=16_000, text_target=texts[:1])
+    tts = processor.tts_inputs(texts[1:], audio=clips[1:], sampling_rate=16_000)
+    length = max(asr["input_ids"].shape[1], tts["input_ids"].shape[1])
+
+    def left_pad(x, value):
+        return torch.nn.functional.pad(x, (length - x.shape[1], 0), value=value)
+
+    pad_id = processor.tokenizer.pad_token_id
+    frames = max(asr["input_features"].shape[1], tts["mel_targets"].shape[1])
+    mixed = {
+        "input_ids": torch.cat([left_pad(asr["input_ids"], pad_id), left_pad(tts["input_ids"], pad_id)]),
+        "attention_mask": torch.cat([left_pad(asr["attention_mask"], 0), left_pad(tts["attention_mask"], 0)]),
+        "labels": torch.cat([left_pad(asr["labels"], -100), left_pad(tts["labels"], -100)]),
+        "input_features": torch.zeros(2, frames, 80),
+        "input_features_mask": torch.zeros(2, frames, dtype=torch.bool),
+        "mel_targets": torch.zeros(2, frames, 80),
+        "mel_target_mask": torch.zeros(2, frames, dtype=torch.bool),
+    }
+    n_asr, n_tts = asr["input_features"].shape[1], tts["mel_targets"].shape[1]
+    mixed["input_features"][0, :n_asr], mixed["input_features_mask"][0, :n_asr] = asr["input_features"][0], True
+    mixed["mel_targets"][1, :n_tts], mixed["mel_target_mask"][1, :n_tts] = tts["mel_targets"][0], True
+    output = model(**mixed)
+    alone = model(**tts)
+    for term in ("kl", "flux", "stop"):  # l1/l2 depend on the sampled latent
+        torch.testing.assert_close(output.tts_loss_terms[term], alone.tts_loss_terms[term], atol=1e-4, rtol=1e-5)
+    assert output.loss > output.tts_loss  # the ASR row adds its text loss
+    output.loss.backward()
+    assert model.mel_head.latent_proj.weight.grad.abs().sum() > 0
+
+
+def test_small_latent_variant_trains(processor, tts_clips):
+    torch.manual_seed(0)
+    model = build_tiny_model(processor, tts_head={"tts_latent_dim": 16, "tts_mlp_size": 64, "tts_flux_weight": 0.5})
+    batch = processor.tts_inputs(tts_clips[1], audio=tts_clips[0], sampling_rate=16_000)
+    output = model(**batch)
+    assert set(output.tts_loss_terms) == {"l1", "l2", "kl", "flux", "stop"}
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    assert model.mel_head.latent_to_patch.weight.grad.abs().sum() > 0
+
+
+def test_conv_frontend_embeds_generated_patches_one_by_one(processor):
+    """The conv front end sees one patch back and none ahead, so a two-patch window reproduces the full pass."""
+    torch.manual_seed(0)
+    model = build_tiny_model(processor, frontend="conv", tts_head=True).eval()
+    frames = torch.randn(1, 40, 80) * 3 + 5
+    full, _ = model.get_audio_features(frames)
+    for j in range(5):
+        window = frames[:, max(0, 8 * (j - 1)) : 8 * (j + 1)]
+        torch.testing.assert_close(model._embed_generated(window)[0, 0], full[0, j], atol=1e-5, rtol=1e-5)
+    speech = model.generate_speech(**processor.tts_inputs(["one"]), max_new_frames=24, seed=0)
+    assert speech.mel_features.shape[1] == int(speech.mel_lengths[0]) <= 24
+
+
+def test_tts_errors_are_clear(make_model, processor, tts_model):
+    with pytest.raises(ValueError, match="empty"):
+        processor.tts_inputs(["   "])
+    asr_only = make_model()
+    with pytest.raises(ValueError, match="no TTS head"):
+        asr_only.generate_speech(**processor.tts_inputs(["one"]))
+    batch = processor.tts_inputs(["one"], audio=[np.zeros(1600, dtype=np.float32)], sampling_rate=16_000)
+    with pytest.raises(ValueError, match="tts_head=True"):
+        asr_only(**batch)
+    model, _ = tts_model
+    with pytest.raises(ValueError, match="past the language model"):
+        model.generate_speech(**processor.tts_inputs(["one " * 1500]), max_new_frames=800)
+
+
+def test_from_text_model_builds_a_real_head(processor, tts_clips):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    text_model = AutoModelForCausalLM.from_config(tiny_text_config("qwen2", vocab_size=len(processor.tokenizer)))
+    model = MelLLMForSpeechLM.from_text_model(text_model, processor, tts_head=True, tts_mlp_size=64)
+    assert not any(p.is_meta for p in model.mel_head.parameters())
+    assert model.mel_head.latent_proj.weight.std() > 0
+    batch = processor.tts_inputs(tts_clips[1], audio=tts_clips[0], sampling_rate=16_000)
+    assert torch.isfinite(model(**batch).loss)

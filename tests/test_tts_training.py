@@ -1,0 +1,77 @@
+"""Multi-task recipe: `tts_ratio` turns a share of examples into TTS rows; one checkpoint does ASR and TTS."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_training import losses_from_log, run_args, small_manifests  # noqa: F401  (fixture)
+from training.arguments import ModelArguments
+from training.data import MelLLMDataCollator, is_tts_example
+from training.finetuning import apply_finetuning
+from training.tiny import build_tiny_model
+
+
+def _examples(fsdd_batch, count: int = 8) -> list[dict]:
+    clips, texts = fsdd_batch
+    return [{"audio": clips[i % 4], "text": texts[i % 4], "id": i, "seed": 1000 + i} for i in range(count)]
+
+
+def test_tts_ratio_zero_keeps_the_asr_batch(processor, fsdd_batch):
+    examples = _examples(fsdd_batch)
+    batch = MelLLMDataCollator(processor, tts_ratio=0.0)(examples)
+    reference = processor(
+        audio=[e["audio"] for e in examples], sampling_rate=16_000, text_target=[e["text"] for e in examples]
+    )
+    assert set(batch) == set(reference)
+    for key, value in reference.items():
+        assert torch.equal(batch[key], value), key
+
+
+def test_mixed_batch_rows_are_asr_or_tts(processor, fsdd_batch):
+    examples = _examples(fsdd_batch, 16)
+    chosen = [is_tts_example(e, 0.5) for e in examples]
+    assert 0 < sum(chosen) < len(chosen)
+    batch = MelLLMDataCollator(processor, tts_ratio=0.5)(examples)
+    n_asr = len(chosen) - sum(chosen)
+    tts_rows = batch["mel_target_mask"].any(-1)
+    asr_rows = batch["input_features_mask"].any(-1)
+    assert tts_rows.tolist() == [False] * n_asr + [True] * sum(chosen)
+    assert torch.equal(asr_rows, ~tts_rows)
+    assert (batch["labels"][tts_rows] == -100).all()
+    assert (batch["labels"][asr_rows] != -100).any(-1).all()
+    torch.manual_seed(0)
+    model = build_tiny_model(processor, tts_head=True)
+    output = model(**batch)
+    assert torch.isfinite(output.loss)
+    assert output.tts_loss is not None
+    only_tts = MelLLMDataCollator(processor, tts_ratio=1.0)(examples)
+    assert "input_features" not in only_tts
+    assert torch.isfinite(model(**only_tts).loss)
+
+
+def test_lora_trains_the_mel_head_fully(processor):
+    model = apply_finetuning(
+        build_tiny_model(processor, tts_head=True), ModelArguments(finetune="lora", lora_r=4, lora_alpha=8)
+    )
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert any("mel_head.modules_to_save" in name for name in trainable)
+
+
+@pytest.mark.slow
+def test_multitask_run_saves_one_checkpoint_that_transcribes_and_speaks(small_manifests, tmp_path):  # noqa: F811
+    from training.train import main
+    from training.tts import load_tts_pipeline
+
+    extra = ["--max_steps=12", "--tts_head=true", "--tts_ratio=0.5", "--tts_config={tts_mlp_size: 64}"]
+    results = main(run_args(small_manifests, tmp_path, *extra))
+    history = losses_from_log(tmp_path)
+    assert len(history) == 12
+    assert all(np.isfinite(history))
+    assert set(results["sets"]) == {"test"}
+    tts = load_tts_pipeline(tmp_path)
+    assert tts.model.config.tts_mlp_size == 64
+    speech = tts("one", max_new_frames=40)
+    assert speech["sampling_rate"] == 16_000
+    assert 0 < len(speech["audio"]) <= (40 - 1) * 160 + 400
+    with pytest.raises(ValueError, match="needs a model with a mel head"):
+        main(run_args(small_manifests, tmp_path / "bad", "--max_steps=1", "--tts_ratio=0.5"))
