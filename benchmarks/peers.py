@@ -20,7 +20,7 @@ seconds / seconds spent in the system's transcribe call (feature extraction + de
 batch per system and thread count. Torch and CTranslate2 get the same thread count; pocketsphinx is single-threaded.
 Sets of more than `--max-samples` clips are cut to that many, evenly spaced (FSDD's manifest is sorted by digit and
 speaker, so the first N would be one digit). Sets: FSDD takes 0-4 (8 kHz recordings) and the espeak-ng held-out-voice
-eval set of `--synthetic-config` (tiny_cpu.yaml), built by `build_corpus` into MEL_LLM_CACHE/synthetic_corpus_peers
+eval set of `--synthetic-config` (tiny_cpu.yaml), built (or reused) by `build_corpus` in its default cache
 unless `--synthetic-manifest` names one. Writes `--out` (JSON), the same name with .md, and _predictions.jsonl.
 """
 
@@ -53,9 +53,6 @@ from training.text_normalizer import normalize_english
 RATE = 16_000
 SYSTEMS = ("mel-llm", "pocketsphinx", "whisper-tiny.en")
 SETS = ("fsdd_test", "synthetic_heldout")
-# Its own build_corpus cache: the training cache is rebuilt (wiped) whenever its sizes differ, and a run with other
-# sizes may be using it; the corpus is deterministic, so this copy holds the same clips tiny_cpu.yaml evaluates on.
-PEERS_CACHE = "synthetic_corpus_peers"
 INSTALL_HINT = 'pip install -e ".[peers]" -c constraints.txt'
 OPTIONAL = {  # system → (module, PyPI package) it needs beyond the core dependencies
     "pocketsphinx": [("pocketsphinx", "pocketsphinx")],
@@ -116,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--synthetic-manifest", type=Path, help="eval manifest; default: build_corpus(...) below")
     parser.add_argument("--synthetic-config", type=Path, default=REPO_ROOT / "training" / "configs" / "tiny_cpu.yaml")
     parser.add_argument(
-        "--synthetic-cache-dir", type=Path, help=f"build_corpus cache (default: MEL_LLM_CACHE/{PEERS_CACHE})"
+        "--synthetic-cache-dir", type=Path, help="build_corpus folder (default: its per-size cache folder)"
     )
     parser.add_argument("--max-samples", type=int, default=100, help="clips per set, evenly spaced; 0: all")
     parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts to time; 0: all cores")
@@ -148,12 +145,11 @@ def synthetic_manifest(args: argparse.Namespace) -> Path:
     """
     if args.synthetic_manifest is not None:
         return args.synthetic_manifest
-    from training.synthetic_corpus import build_corpus, cache_root
+    from training.synthetic_corpus import build_corpus
 
     config = yaml.safe_load(args.synthetic_config.read_text())
     sizes = (config.get("synthetic_num_train", 4000), config.get("synthetic_num_eval", 300))
-    cache_dir = args.synthetic_cache_dir or cache_root() / PEERS_CACHE
-    return build_corpus(cache_dir, *sizes, seed=config.get("seed", 0))[1]
+    return build_corpus(args.synthetic_cache_dir, *sizes, seed=config.get("seed", 0))[1]
 
 
 def load_sets(args: argparse.Namespace) -> dict[str, list[Utterance]]:

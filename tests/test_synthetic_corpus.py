@@ -189,14 +189,13 @@ def test_default_cache_dir_honours_the_environment(monkeypatch, tmp_path):
     assert synthetic_corpus.default_cache_dir() == Path.home() / ".cache" / "mel_llm" / "synthetic_corpus"
 
 
-def test_readers_reuse_the_cached_corpus_whatever_its_size(tmp_path, monkeypatch):
-    """tts_eval / train_vocoder read the corpus a run built; they must not rebuild it with default sizes."""
-    from training.synthetic_corpus import cached_corpus_manifests
-
+def test_default_cache_keeps_one_folder_per_size(tmp_path, monkeypatch):
+    """Runs (and readers such as tts_eval or peers) with other corpus sizes must not evict each other's corpus."""
     monkeypatch.setenv("MEL_LLM_CACHE", str(tmp_path))
-    root = tmp_path / "synthetic_corpus"
-    root.mkdir()
-    for name in ("train.jsonl", "eval.jsonl", "corpus_info.json"):
-        (root / name).write_text("{}\n")
-    assert cached_corpus_manifests() == (root / "train.jsonl", root / "eval.jsonl")
-    assert (root / "corpus_info.json").read_text() == "{}\n"  # untouched: nothing was rebuilt
+    small = synthetic_corpus.build_corpus(num_train=4, num_eval=2, num_workers=1)
+    larger = synthetic_corpus.build_corpus(num_train=5, num_eval=2, num_workers=1)
+    assert small[0].parent != larger[0].parent
+    assert small[0].parent.parent == larger[0].parent.parent == tmp_path / "synthetic_corpus"
+    assert all(m.is_file() for m in (*small, *larger))
+    info = json.loads((small[0].parent / "corpus_info.json").read_text())
+    assert (info["num_train"], info["num_eval"]) == (4, 2)

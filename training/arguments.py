@@ -90,7 +90,7 @@ class DataArguments:
     audio_column: str = "audio"
     text_column: str = "text"
     streaming: bool = False
-    synthetic_num_train: int = 4000
+    synthetic_num_train: int = 16_000  # synthetic_corpus.DEFAULT_NUM_TRAIN
     synthetic_num_eval: int = 300
     fsdd_test_speaker: str | None = field(
         default=None, metadata={"help": "FSDD leave-one-speaker-out: train on the others, test on this one"}

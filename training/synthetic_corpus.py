@@ -27,6 +27,7 @@ GENERATOR_VERSION = 2  # bump whenever texts, voices or audio processing change:
 SAMPLING_RATE = 16_000
 SHARD_SIZE = 500  # utterances per fresh synthesis process; fixed so output never depends on the worker count
 MAX_WORDS = 12
+DEFAULT_NUM_TRAIN, DEFAULT_NUM_EVAL = 16_000, 300  # the main job's corpus (training/configs/tiny_cpu.yaml)
 
 _WORD_LISTS = {  # a few hundred words in all: small enough for a CPU-sized model to learn
     "ones": "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
@@ -234,8 +235,8 @@ def default_cache_dir() -> Path:
 
 def build_corpus(
     cache_dir: str | Path | None = None,
-    num_train: int = 3000,
-    num_eval: int = 300,
+    num_train: int = DEFAULT_NUM_TRAIN,
+    num_eval: int = DEFAULT_NUM_EVAL,
     seed: int = 0,
     num_workers: int | None = None,
 ) -> tuple[Path, Path]:
@@ -275,20 +276,16 @@ def build_corpus(
 
 
 def cached_corpus_manifests() -> tuple[Path, Path]:
-    """`(train, eval)` manifests of the corpus already in the cache (whatever its size), else a default build: tools
-    that only read the corpus must not rebuild a training run's corpus with other sizes."""
-    root = default_cache_dir()
-    manifests = (root / "train.jsonl", root / "eval.jsonl")
-    if (root / "corpus_info.json").is_file() and all(m.is_file() for m in manifests):
-        return manifests
-    return build_corpus(root)
+    """`(train, eval)` manifests of the default corpus (the main job's sizes): reused from the cache when the main
+    job or any tool built it already, so readers such as the TTS and peer benchmarks score the same clips."""
+    return build_corpus(num_train=DEFAULT_NUM_TRAIN, num_eval=DEFAULT_NUM_EVAL)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=None, help="corpus folder (default: the cache, see default_cache_dir)")
-    parser.add_argument("--num-train", type=int, default=3000)
-    parser.add_argument("--num-eval", type=int, default=300)
+    parser.add_argument("--num-train", type=int, default=DEFAULT_NUM_TRAIN)
+    parser.add_argument("--num-eval", type=int, default=DEFAULT_NUM_EVAL)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-workers", type=int, default=None)
     args = parser.parse_args(argv)
