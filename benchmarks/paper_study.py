@@ -61,6 +61,7 @@ class StudyRunner:
         run_config = yaml.safe_load((output_dir / "run_config.yaml").read_text())
         result = {"run": spec.name, **spec.label, "wer": report["average_wer"], "argv": spec.argv}
         result["sets"] = {name: {"wer": s["wer"], "cer": s["cer"], "n": s["n"]} for name, s in report["sets"].items()}
+        result["seed"] = run_config["training"]["seed"]
         result["train_runtime_s"] = run_config.get("train_runtime_s")
         result["num_parameters"] = run_config.get("num_parameters")
         return result

@@ -39,6 +39,7 @@ def test_every_study_writes_its_table_json_and_plot(smoke_study):
     assert (root / "out" / "layers.png").is_file()
 
     frontends = {r["frontend"]: r for r in results["frontends"] if "frontend" in r}
+    assert {r["seed"] for r in frontends.values()} == {0}  # each run's training seed, recorded beside its WER
     assert set(frontends) == {"stack", "conv", "encoder"}
     assert frontends["encoder"]["num_parameters"]["audio"] > frontends["conv"]["num_parameters"]["audio"]
     ratios = {r["ratio"] for r in results["frontends"] if "ratio" in r}
