@@ -503,6 +503,21 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         embeds, _ = self.get_audio_features(frames)
         return embeds[:, -1:]  # (B, 1, D)
 
+    def _last_hidden(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, cache
+    ) -> torch.Tensor:
+        """One cached LLM pass; the last position's final hidden state (B, D), which the mel head reads."""
+        outputs = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            output_hidden_states=True,
+            logits_to_keep=1,
+        )
+        return outputs.hidden_states[-1][:, -1]
+
     @torch.no_grad()
     def generate_speech(
         self,
@@ -562,16 +577,7 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             generators = [torch.Generator(device=device).manual_seed(seed) for _ in range(batch)]
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.config.text_config)
-        outputs = self.language_model(
-            inputs_embeds=self.get_input_embeddings()(input_ids),
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=cache,
-            use_cache=True,
-            output_hidden_states=True,
-            logits_to_keep=1,
-        )
-        hidden = outputs.hidden_states[-1][:, -1]  # (B, D)
+        hidden = self._last_hidden(self.get_input_embeddings()(input_ids), attention_mask, position_ids, cache)
         latent_size = self.mel_head.latent_proj.out_features // 2
         norm, context = self.audio_frontend.norm, self.audio_frontend.context_patches
         patches, stops = [], []
@@ -596,16 +602,7 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             embeds = self._embed_generated(norm.denormalize(recent))  # (B, 1, D)
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
             position_ids = position_ids[:, -1:] + 1
-            outputs = self.language_model(
-                inputs_embeds=embeds.to(hidden.dtype),
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                past_key_values=cache,
-                use_cache=True,
-                output_hidden_states=True,
-                logits_to_keep=1,
-            )
-            hidden = outputs.hidden_states[-1][:, -1]
+            hidden = self._last_hidden(embeds.to(hidden.dtype), attention_mask, position_ids, cache)
         lengths = lengths.clamp(max=max_new_frames)
         frames = self.mel_head.to_frames(torch.stack(patches, 1))  # (B, S·r, M)
         mask = torch.arange(frames.shape[1], device=device)[None, :] < lengths[:, None]

@@ -13,6 +13,19 @@ from torch.nn.utils.parametrizations import weight_norm
 LEAKY_SLOPE = 0.1
 
 
+def _conv_stack(
+    convs: nn.ModuleList, post: nn.Module, hidden: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU conv stack then the output conv: (flattened logits, every layer's activations for feature matching)."""
+    features = []
+    for conv in convs:
+        hidden = nn.functional.leaky_relu(conv(hidden), LEAKY_SLOPE)
+        features.append(hidden)
+    hidden = post(hidden)
+    features.append(hidden)
+    return hidden.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """Looks at every `period`-th sample: (B, N) → (B, 1, N/p, p) → 2-D convs with kernels along time only."""
 
@@ -30,14 +43,7 @@ class PeriodDiscriminator(nn.Module):
         batch, length = waveform.shape
         pad = -length % self.period
         hidden = nn.functional.pad(waveform, (0, pad), mode="reflect" if pad < length else "constant")
-        hidden = hidden.view(batch, 1, -1, self.period)
-        features = []
-        for conv in self.convs:
-            hidden = nn.functional.leaky_relu(conv(hidden), LEAKY_SLOPE)
-            features.append(hidden)
-        hidden = self.post(hidden)
-        features.append(hidden)
-        return hidden.flatten(1), features
+        return _conv_stack(self.convs, self.post, hidden.view(batch, 1, -1, self.period))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -54,13 +60,7 @@ class ScaleDiscriminator(nn.Module):
         self.post = weight_norm(nn.Conv1d(c[-1], 1, 3, 1, padding=1))
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        hidden, features = waveform[:, None], []
-        for conv in self.convs:
-            hidden = nn.functional.leaky_relu(conv(hidden), LEAKY_SLOPE)
-            features.append(hidden)
-        hidden = self.post(hidden)
-        features.append(hidden)
-        return hidden.flatten(1), features
+        return _conv_stack(self.convs, self.post, waveform[:, None])
 
 
 class HifiGanDiscriminators(nn.Module):
