@@ -169,7 +169,9 @@ def plot(study: str, results: list[dict], path: Path) -> Path | None:
             axes.plot(*zip(*points, strict=True), marker="o", label=label)
         for r in results:
             if r.get("side") in ("all", "none"):
-                axes.axhline(r["wer"], linestyle="--", color="grey" if r["side"] == "all" else "black")
+                style = {"all": ("grey", "train all layers"), "none": ("black", "train no layer")}[r["side"]]
+                axes.axhline(r["wer"], linestyle="--", color=style[0], label=style[1])
+        axes.set_xticks(sorted({r["k"] for r in results if r.get("k") is not None}))
         axes.set_xlabel("k (layer split)")
     elif study == "init":
         for init in dict.fromkeys(r["init"] for r in results if "init" in r):
