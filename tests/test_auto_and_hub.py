@@ -10,7 +10,8 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from training.push_to_hub import save_for_hub
+from training.push_to_hub import save_for_hub, write_model_card
+from training.tiny import build_tiny_model, build_tiny_processor
 
 
 # Runs in a fresh interpreter in which the repo's packages cannot be imported, even if pip-installed.
@@ -69,6 +70,15 @@ def test_model_card_declares_the_asr_pipeline(saved_dir):
     assert card.data.library_name == "transformers"
     assert "custom_code" in card.data.tags
     assert 'pipeline("automatic-speech-recognition", model="mel-llm/tiny-test"' in card.text
+    assert "text-to-speech" not in card.data.tags  # an ASR-only model does not claim TTS
+
+
+def test_model_card_of_a_speaking_model_is_tagged_text_to_speech(tmp_path):
+    processor = build_tiny_processor()
+    model = build_tiny_model(processor, "llama", "stack", tts_head=True)
+    card = write_model_card(tmp_path, model, "mel-llm/tiny-tts")
+    assert "text-to-speech" in ModelCard.load(tmp_path / "README.md").data.tags
+    assert card.data.pipeline_tag == "automatic-speech-recognition"
 
 
 def test_fresh_process_loads_every_auto_class_with_identical_logits(saved_dir):
@@ -127,7 +137,6 @@ def test_pipeline_on_long_audio_returns_text_from_every_chunk(processor, fsdd_ba
     from transformers import pipeline
 
     from tests.conftest import overfit
-    from training.tiny import build_tiny_model
 
     rate, segment = 16_000, 3 * 16_000
     clips, texts = fsdd_batch

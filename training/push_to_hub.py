@@ -42,11 +42,17 @@ asr("speech.wav", chunk_length_s=20)
 def write_model_card(
     folder: Path, model: MelLLMForSpeechLM, repo_id: str, results: str = "", **card_data
 ) -> ModelCard:
-    """README.md with the Hub metadata (`pipeline_tag: automatic-speech-recognition`, `custom_code`)."""
+    """
+    README.md with the Hub metadata (`pipeline_tag: automatic-speech-recognition`, `custom_code`; a model with the
+    mel head is also tagged `text-to-speech`, since the Hub takes one pipeline tag per repo).
+    """
+    tags = ["mel-llm", "speech", "asr", "encoder-free", "custom_code"]
+    if model.config.tts_head:
+        tags += ["text-to-speech", "tts"]
     data = ModelCardData(
         pipeline_tag="automatic-speech-recognition",
         library_name="transformers",
-        tags=["mel-llm", "speech", "asr", "encoder-free", "custom_code"],
+        tags=tags,
         **card_data,
     )
     card = ModelCard.from_template(
