@@ -93,6 +93,11 @@ class MelLLMConfig(PreTrainedConfig):
             which rewards frame-to-frame change (MELLE uses 0.5).
         tts_stop_weight (`float`, defaults to 1.0): weight of the stop BCE.
         tts_stop_pos_weight (`float`, defaults to 20.0): BCE `pos_weight` of the one "stop" step per utterance.
+        ctc_loss_weight (`float`, defaults to 0.0): weight of an auxiliary CTC loss on the audio positions (not in
+            the paper; training only). The LLM's last hidden states over the audio placeholders go through its own
+            LM head (no new weights; the audio placeholder token is the CTC blank) and are scored against the
+            transcript tokens. It teaches a small LLM trained from scratch where each word sits in the audio, which
+            next-token prediction alone learns slowly; inference is unchanged.
 
     Example:
 
@@ -136,6 +141,7 @@ class MelLLMConfig(PreTrainedConfig):
     tts_flux_weight: float = 0.0
     tts_stop_weight: float = 1.0
     tts_stop_pos_weight: float = 20.0
+    ctc_loss_weight: float = 0.0
     custom_pipelines: dict | None = None
 
     def __post_init__(self, **kwargs):
@@ -156,6 +162,8 @@ class MelLLMConfig(PreTrainedConfig):
         """Fail early with the field name and the fix, not deep inside the model."""
         if self.frontend not in FRONTENDS:
             raise ValueError(f"frontend={self.frontend!r} is not supported; choose one of {FRONTENDS}.")
+        if self.ctc_loss_weight < 0:
+            raise ValueError(f"ctc_loss_weight must be >= 0, got {self.ctc_loss_weight}.")
         if self.num_mel_bins < 1:
             raise ValueError(f"num_mel_bins must be positive, got {self.num_mel_bins}.")
         if self.frames_per_patch < 1:

@@ -29,10 +29,12 @@ DEFAULT_MAX_NEW_TOKENS = 512  # the Open ASR leaderboard's Phi-4-MM setting
 
 @dataclass
 class MelLLMOutputWithPast(CausalLMOutputWithPast):
-    """`CausalLMOutputWithPast` plus, for TTS batches, the mel head's loss and its terms (already inside `loss`)."""
+    """`CausalLMOutputWithPast` plus the auxiliary losses already inside `loss`: for TTS batches the mel head's loss
+    and its terms, and with `config.ctc_loss_weight` the CTC loss on the audio positions."""
 
     tts_loss: torch.FloatTensor | None = None
     tts_loss_terms: dict[str, torch.Tensor] | None = None
+    ctc_loss: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -434,7 +436,10 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
             if past_length == 0:
                 position_ids = positions_from_mask(attention_mask)
-        if tts_rows is not None:
+        with_ctc = (
+            self.config.ctc_loss_weight > 0 and labels is not None and input_features is not None and tts_rows is None
+        )
+        if tts_rows is not None or with_ctc:
             kwargs["output_hidden_states"] = True
         outputs = self.language_model(
             attention_mask=attention_mask,
@@ -454,7 +459,36 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             weighted = self.config.tts_loss_weight * tts_loss
             output.loss = weighted if output.loss is None else output.loss + weighted
             output.tts_loss, output.tts_loss_terms = tts_loss, terms
+        if with_ctc:
+            output.ctc_loss = self._ctc_loss(outputs.hidden_states[-1], input_ids, labels)
+            output.loss = output.loss + self.config.ctc_loss_weight * output.ctc_loss
         return output
+
+    def _ctc_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """CTC of the transcript tokens (labels without EOS) over each row's audio positions, scored by the LM head
+        with the audio placeholder as blank; rows without a transcript are left out."""
+        placeholder_mask = self.get_placeholder_mask(input_ids)  # (B, L)
+        input_lengths = placeholder_mask.sum(-1)
+        positions = placeholder_mask.long().argsort(dim=-1, descending=True, stable=True)[
+            :, : int(input_lengths.max())
+        ]
+        audio_hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))  # (B, P, D)
+        log_probs = self.get_output_embeddings()(audio_hidden).float().log_softmax(-1)  # (B, P, V)
+        eos = self.generation_config.eos_token_id if self.generation_config is not None else None
+        eos_ids = torch.tensor([eos] if isinstance(eos, int) else (eos or []), device=labels.device)
+        is_target = (labels != -100) & ~torch.isin(labels, eos_ids)
+        target_lengths = is_target.sum(-1)
+        rows = (target_lengths > 0) & (input_lengths > 0)
+        if not rows.any():
+            return hidden.sum() * 0.0  # keeps the graph (and DDP's gradient sync) intact
+        return nn.functional.ctc_loss(
+            log_probs[rows].transpose(0, 1),
+            labels[is_target & rows[:, None]],
+            input_lengths[rows],
+            target_lengths[rows],
+            blank=self.config.audio_token_id,
+            zero_infinity=True,
+        )
 
     # ------------------------------------------------------------------ TTS
     def _with_tts_features(self, input_features, input_features_mask, mel_targets, mel_target_mask):

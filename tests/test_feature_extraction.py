@@ -13,9 +13,9 @@ from tests.conftest import load_fsdd_clip
 
 
 RATE = 16_000
-# Measured: 0.0 for every single clip and on every valid frame of a padded batch (same float32/float64 ops as
-# Phi-4-MM). The tolerance only leaves room for a different FFT backend.
-PARITY_ATOL = 1e-4
+# Measured: at most 1.8e-4 on log-mel values of magnitude ~10 (our FFT runs in float32, Phi-4-MM's in float64);
+# it was 0.0 with a float64 FFT. The tolerance also leaves room for a different FFT backend.
+PARITY_ATOL = 5e-4
 
 
 @pytest.fixture(scope="module")

@@ -242,3 +242,32 @@ def test_encoder_chunks_keep_batched_equal_to_single(make_model, processor):
         single = processor.feature_extractor([clip], sampling_rate=16_000)
         alone, _ = model.get_audio_features(single["input_features"], single["input_features_mask"])
         torch.testing.assert_close(batched[i][patch_mask[i]], alone[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_ctc_loss_scores_transcript_tokens_over_audio_positions(make_model, processor, padding_side):
+    """The auxiliary CTC term: LM-head log-probs at the audio positions vs the transcript tokens (no EOS), blank =
+    the audio placeholder; added to the text loss with its weight; the same whether a clip is batched or alone."""
+    model = make_model()
+    clips, texts = _clips((16_000, 12_000, 20_000)), ["one two three", "nine", "zero four"]  # all long enough
+    model.config.ctc_loss_weight = 0.0
+    batch = processor(audio=clips, sampling_rate=16_000, text_target=texts, padding_side=padding_side)
+    plain = model(**batch)
+    assert plain.ctc_loss is None
+    model.config.ctc_loss_weight = 0.5
+    with_ctc = model(**batch)
+    torch.testing.assert_close(with_ctc.loss, plain.loss + 0.5 * with_ctc.ctc_loss)
+
+    singles = []
+    for clip, text in zip(clips, texts, strict=True):
+        single = processor(audio=[clip], sampling_rate=16_000, text_target=[text])
+        output = model(**single)
+        audio_log_probs = output.logits[0][single["input_ids"][0] == processor.audio_token_id].log_softmax(-1)
+        target = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+        expected = torch.nn.functional.ctc_loss(
+            audio_log_probs, torch.tensor(target), [len(audio_log_probs)], [len(target)],
+            blank=processor.audio_token_id, reduction="sum",
+        ) / len(target)  # fmt: skip
+        torch.testing.assert_close(output.ctc_loss, expected)
+        singles.append(output.ctc_loss)
+    torch.testing.assert_close(with_ctc.ctc_loss, torch.stack(singles).mean())

@@ -160,6 +160,23 @@ def test_eval_split_uses_only_held_out_voices_and_unseen_texts(corpus):
     assert not {r["transcript"] for r in eval_rows} & {r["transcript"] for r in train_rows}
 
 
+def test_single_voice_corpus_keeps_the_texts_and_fixes_voice_and_prosody(corpus, tmp_path):
+    """The TTS corpus: the many-voice corpus's texts (same seed), spoken by one voice at one rate and pitch."""
+    single = build_small(tmp_path, voice="en-us")
+    for many_voices, one_voice in zip(corpus, single, strict=True):
+        rows, reference = rows_of(one_voice), rows_of(many_voices)
+        assert [r["transcript"] for r in rows] == [r["transcript"] for r in reference]
+        assert {r["voice"] for r in rows} == {"en-us"}
+        assert {(r["rate_wpm"], r["pitch"], r["pitch_range"]) for r in rows} == {(170, 50, 50)}
+    durations = {r["transcript"]: r["duration"] for r in rows_of(single[0])}
+    assert len(durations) > 10
+    words = {text: len(text.split()) for text in durations}
+    # One speaking rate: duration follows the word count far more closely than with random rates.
+    correlation = np.corrcoef([words[t] for t in durations], list(durations.values()))[0, 1]
+    assert correlation > 0.8
+    assert json.loads((tmp_path / "corpus_info.json").read_text())["voice"] == "en-us"
+
+
 def test_same_seed_gives_identical_corpus(corpus, tmp_path):
     again = build_small(tmp_path / "again", num_workers=1)  # other worker count, same shards
     for first, second in zip(corpus, again, strict=True):
@@ -194,7 +211,8 @@ def test_default_cache_keeps_one_folder_per_size(tmp_path, monkeypatch):
     monkeypatch.setenv("MEL_LLM_CACHE", str(tmp_path))
     small = synthetic_corpus.build_corpus(num_train=4, num_eval=2, num_workers=1)
     larger = synthetic_corpus.build_corpus(num_train=5, num_eval=2, num_workers=1)
-    assert small[0].parent != larger[0].parent
+    one_voice = synthetic_corpus.build_corpus(num_train=4, num_eval=2, num_workers=1, voice="en-us")
+    assert len({small[0].parent, larger[0].parent, one_voice[0].parent}) == 3
     assert small[0].parent.parent == larger[0].parent.parent == tmp_path / "synthetic_corpus"
     assert all(m.is_file() for m in (*small, *larger))
     info = json.loads((small[0].parent / "corpus_info.json").read_text())

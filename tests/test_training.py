@@ -80,6 +80,16 @@ def test_every_config_parses(config):
     assert training_args.max_steps > 0
 
 
+def test_config_flag_equals_a_bare_config_path():
+    config = str(REPO_ROOT / "training" / "configs" / "tiny_cpu.yaml")
+    bare, flag, equals = (parse_config(argv) for argv in ([config], ["--config", config], [f"--config={config}"]))
+    assert bare[1].synthetic_num_train == flag[1].synthetic_num_train == equals[1].synthetic_num_train == 16000
+    assert bare[2].max_steps == flag[2].max_steps == equals[2].max_steps
+    assert parse_config(["--config", config, "--max_steps=7"])[2].max_steps == 7  # later arguments win
+    with pytest.raises(ValueError, match="--config needs a YAML file"):
+        parse_config(["--config"])
+
+
 def test_accelerate_configs_are_valid_yaml():
     for path in (REPO_ROOT / "training" / "configs" / "accelerate").glob("*.yaml"):
         assert "distributed_type" in yaml.safe_load(path.read_text()), path

@@ -67,6 +67,13 @@ class ModelArguments:
         metadata={"help": "LLM layer indices that train (LoRA layers_to_transform, or unfrozen layers); None = all"},
     )
     attn_implementation: str = "sdpa"
+    ctc_loss_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "auxiliary CTC loss on the audio positions through the LM head (not in the paper; speeds up "
+            "a from-scratch LLM's alignment learning); 0 = off"
+        },
+    )
     tts_head: bool = field(default=False, metadata={"help": "add the MELLE-style mel head so the model also speaks"})
     tts_config: dict | None = field(
         default=None,
@@ -94,6 +101,13 @@ class DataArguments:
     streaming: bool = False
     synthetic_num_train: int = DEFAULT_NUM_TRAIN
     synthetic_num_eval: int = DEFAULT_NUM_EVAL
+    synthetic_voice: str | None = field(
+        default=None,
+        metadata={
+            "help": "one espeak-ng voice (e.g. en-us) at one rate and pitch for both splits: a single-speaker "
+            "corpus for TTS; None = the many-voice corpus with held-out voices"
+        },
+    )
     fsdd_test_speaker: str | None = field(
         default=None, metadata={"help": "FSDD leave-one-speaker-out: train on the others, test on this one"}
     )
@@ -101,7 +115,9 @@ class DataArguments:
         default=1.0, metadata={"help": "train on a seeded random share of the training utterances (scarce-data runs)"}
     )
     max_duration_s: float = 30.0
-    eval_max_samples: int | None = 200
+    eval_max_samples: int | None = field(
+        default=200, metadata={"help": "utterances per held-out set for the final WER; None = all, 0 = no WER"}
+    )
     eval_max_new_tokens: int = field(default=128, metadata={"help": "generation cap when transcribing held-out sets"})
     speed_perturb: list[float] | None = field(default=None, metadata={"help": "e.g. [0.9, 1.0, 1.1]"})
     gain_db: float = 0.0
@@ -159,10 +175,27 @@ def _convert(key: str, text: str, annotation) -> typing.Any:
         raise ValueError(f"--{key}={text!r} does not fit the field's type {annotation}: {error}") from error
 
 
+def _config_flag_as_path(argv: list[str]) -> list[str]:
+    """`--config FILE` / `--config=FILE` is the same as a bare FILE."""
+    result, iterator = [], iter(argv)
+    for arg in iterator:
+        if arg == "--config":
+            path = next(iterator, None)
+            if path is None:
+                raise ValueError("--config needs a YAML file: --config training/configs/tiny_cpu.yaml.")
+            result.append(path)
+        elif arg.startswith("--config="):
+            result.append(arg.partition("=")[2])
+        else:
+            result.append(arg)
+    return result
+
+
 def parse_config(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
-    """`[config.yaml] [--key=value ...]` → the three argument dataclasses."""
+    """`[config.yaml | --config config.yaml] [--key=value ...]` → the three argument dataclasses (later wins)."""
     values: dict[str, typing.Any] = {}
     field_types = _field_types()
+    argv = _config_flag_as_path(argv)
     for arg in argv:
         if not arg.startswith("--"):
             loaded = yaml.safe_load(Path(arg).read_text()) or {}

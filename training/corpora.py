@@ -89,9 +89,12 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
         return _hub_data(args, augment, seed)
     if args.corpus == "synthetic":
         train_manifest, eval_manifest = build_corpus(
-            num_train=args.synthetic_num_train, num_eval=args.synthetic_num_eval, seed=seed
+            num_train=args.synthetic_num_train, num_eval=args.synthetic_num_eval, seed=seed, voice=args.synthetic_voice
         )
-        train, wer_sets = read_manifest(train_manifest), {"synthetic_heldout_voices": read_manifest(eval_manifest)}
+        eval_name = (
+            f"synthetic_{args.synthetic_voice}_unseen_texts" if args.synthetic_voice else "synthetic_heldout_voices"
+        )
+        train, wer_sets = read_manifest(train_manifest), {eval_name: read_manifest(eval_manifest)}
     elif args.corpus == "fsdd":
         train, wer_sets = fsdd_splits(args.fsdd_test_speaker)
     else:
@@ -101,6 +104,8 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
         wer_sets = {Path(args.eval_manifest).stem: read_manifest(args.eval_manifest)} if args.eval_manifest else {}
     train = subsample(train, args.train_fraction, seed)
     wer_sets = {name: _limit(utterances, args.eval_max_samples) for name, utterances in wer_sets.items()}
+    if args.eval_max_samples == 0:
+        wer_sets = {}
     return TrainingData(
         train=SpeechTextDataset(train, augment, seed), train_texts=[u.text for u in train], wer_sets=wer_sets
     )
@@ -120,7 +125,7 @@ def _hub_data(args: DataArguments, augment: AugmentConfig, seed: int) -> Trainin
         train = HubSpeechDataset(split, args.audio_column, args.text_column, augment, seed)
         texts = list(split[args.text_column])
     wer_sets = {}
-    if args.eval_split:
+    if args.eval_split and args.eval_max_samples != 0:
         evaluation = load_hub_split(
             args.dataset_name, args.dataset_config, args.eval_split, args.audio_column, data_files, streaming=True
         )

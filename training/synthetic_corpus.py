@@ -1,6 +1,6 @@
 """A default training corpus that needs no download: seeded English text spoken locally by espeak-ng.
 
-    python -m training.synthetic_corpus --out DIR --num-train 3000 --num-eval 300
+    python -m training.synthetic_corpus --out DIR --num-train 3000 --num-eval 300 [--voice en-us]
 
 Texts are lower-case words without punctuation (digit strings, spelled-out numbers/times/dates, smart-home commands,
 template sentences over a few hundred words), so WER measures recognition, not formatting. Training utterances use
@@ -88,6 +88,7 @@ HELD_OUT_VARIANTS = ["m4", "m5", "f3", "f5", "klatt2"]
 TRAIN_VOICES = [a + (f"+{v}" if v else "") for a in TRAIN_ACCENTS for v in TRAIN_VARIANTS]
 HELD_OUT_VOICES = [f"{a}+{v}" for a in HELD_OUT_ACCENTS for v in HELD_OUT_VARIANTS]
 RATE_WPM, PITCH, PITCH_RANGE = (130, 210), (30, 70), (20, 80)
+SINGLE_VOICE_PROSODY = {"rate_wpm": 170, "pitch": 50, "pitch_range": 50}  # the middle of the ranges above
 
 
 def cardinal(n: int) -> str:
@@ -176,26 +177,40 @@ def vocabulary() -> list[str]:
     return sorted(words)
 
 
-def plan_corpus(num_train: int, num_eval: int, seed: int) -> list[dict]:
-    """Manifest rows (minus duration) for both splits; eval texts avoid every training text."""
+def plan_corpus(num_train: int, num_eval: int, seed: int, voice: str | None = None) -> list[dict]:
+    """
+    Manifest rows (minus duration) for both splits; eval texts avoid every training text. With `voice`, both
+    splits use that one voice at one rate and pitch (`SINGLE_VOICE_PROSODY`): a single-speaker corpus, as a TTS
+    model without a speaker prompt needs (over many voices it can only learn their blurred average).
+    """
     rows, train_texts = [], set()
-    for split, count, voices in (("train", num_train, TRAIN_VOICES), ("eval", num_eval, HELD_OUT_VOICES)):
+    splits = (("train", num_train, TRAIN_VOICES), ("eval", num_eval, HELD_OUT_VOICES))
+    if voice is not None:
+        splits = tuple((split, count, [voice]) for split, count, _ in splits)
+    for split, count, voices in splits:
         rng = random.Random(f"mel-llm-synthetic-{seed}-{split}")
         balanced = [voices[i % len(voices)] for i in range(count)]  # every voice used once count >= len(voices)
         rng.shuffle(balanced)
-        for index, voice in enumerate(balanced):
+        for index, speaker in enumerate(balanced):
             for _ in range(100):
                 kind, text = generate_text(rng)
                 if split == "train" or text not in train_texts:
                     break
             train_texts |= {text} if split == "train" else set()
-            rows.append(
-                {
-                    "path": f"{split}/{index:06d}.wav", "transcript": text, "voice": voice, "speaker": voice,
-                    "split": split, "kind": kind, "rate_wpm": rng.randint(*RATE_WPM), "pitch": rng.randint(*PITCH),
-                    "pitch_range": rng.randint(*PITCH_RANGE),
-                }
-            )  # fmt: skip
+            prosody = {
+                "rate_wpm": rng.randint(*RATE_WPM),
+                "pitch": rng.randint(*PITCH),
+                "pitch_range": rng.randint(*PITCH_RANGE),
+            }
+            row = {
+                "path": f"{split}/{index:06d}.wav",
+                "transcript": text,
+                "voice": speaker,
+                "speaker": speaker,
+                "split": split,
+                "kind": kind,
+            }
+            rows.append({**row, **(SINGLE_VOICE_PROSODY if voice is not None else prosody)})  # fmt: skip
     return rows
 
 
@@ -239,20 +254,24 @@ def build_corpus(
     num_eval: int = DEFAULT_NUM_EVAL,
     seed: int = 0,
     num_workers: int | None = None,
+    voice: str | None = None,
 ) -> tuple[Path, Path]:
     """
-    Synthesise (or reuse) the corpus and return `(train_manifest, eval_manifest)`. A build is reused when
+    Synthesise (or reuse) the corpus and return `(train_manifest, eval_manifest)`; `voice` makes it single-speaker
+    (see `plan_corpus`). A build is reused when
     `corpus_info.json` records the same parameters, generator and espeak-ng versions; otherwise it is rebuilt.
     The default cache keeps one folder per parameter set, so runs of different sizes never evict each other.
     Output is identical for a given seed whatever `num_workers` (default: all cores).
     """
-    folder = f"v{GENERATOR_VERSION}-train{num_train}-eval{num_eval}-seed{seed}"
+    folder = f"v{GENERATOR_VERSION}-train{num_train}-eval{num_eval}-seed{seed}" + (f"-voice-{voice}" if voice else "")
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / folder
     manifests = (root / "train.jsonl", root / "eval.jsonl")
     info = {
         "generator_version": GENERATOR_VERSION, "num_train": num_train, "num_eval": num_eval, "seed": seed,
         "sampling_rate": SAMPLING_RATE, "espeakng_loader": _espeak_version(),
     }  # fmt: skip
+    if voice is not None:
+        info["voice"] = voice  # absent for the multi-voice corpus, so its existing caches stay valid
     info_path = root / "corpus_info.json"
     if info_path.is_file() and all(m.is_file() for m in manifests) and json.loads(info_path.read_text()) == info:
         return manifests
@@ -261,7 +280,7 @@ def build_corpus(
     for split in ("train", "eval"):
         shutil.rmtree(root / split, ignore_errors=True)
         (root / split).mkdir(parents=True)
-    rows = plan_corpus(num_train, num_eval, seed)
+    rows = plan_corpus(num_train, num_eval, seed, voice)
     shards = [rows[i : i + SHARD_SIZE] for i in range(0, len(rows), SHARD_SIZE)]
     jobs = [(str(root), seed * 100_003 + number, shard) for number, shard in enumerate(shards)]
     workers = max(1, min(num_workers or os.cpu_count() or 1, len(jobs)))
@@ -288,17 +307,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-eval", type=int, default=DEFAULT_NUM_EVAL)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-workers", type=int, default=None)
+    parser.add_argument("--voice", default=None, help="one voice for every utterance (e.g. en-us): a TTS corpus")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    manifests = build_corpus(args.out, args.num_train, args.num_eval, args.seed, args.num_workers)
+    manifests = build_corpus(args.out, args.num_train, args.num_eval, args.seed, args.num_workers, args.voice)
     seconds = time.perf_counter() - started
     for manifest in manifests:
         rows = [json.loads(line) for line in manifest.read_text().splitlines()]
         hours = sum(r["duration"] for r in rows) / 3600
         print(f"{manifest}: {len(rows)} utterances, {hours:.3f} h, {len({r['voice'] for r in rows})} voices")
     print(f"took {seconds:.1f} s (a reused cache takes ~0 s); vocabulary {len(vocabulary())} words")
-    print(f"training voices ({len(TRAIN_VOICES)}): {' '.join(TRAIN_VOICES)}")
-    print(f"held-out voices ({len(HELD_OUT_VOICES)}): {' '.join(HELD_OUT_VOICES)}")
+    if args.voice is None:
+        print(f"training voices ({len(TRAIN_VOICES)}): {' '.join(TRAIN_VOICES)}")
+        print(f"held-out voices ({len(HELD_OUT_VOICES)}): {' '.join(HELD_OUT_VOICES)}")
 
 
 __all__ = [

@@ -79,7 +79,14 @@ class EpochCallback(TrainerCallback):
 def build_processor_and_model(
     model_args: ModelArguments, train_texts: list[str]
 ) -> tuple[MelLLMProcessor, MelLLMForSpeechLM]:
-    """From a trained Mel-LLM, from a Hub/local causal LM (+ optional GGUF), or a tiny LM from scratch."""
+    """From a trained Mel-LLM, from a Hub/local causal LM (+ optional GGUF), or a tiny LM from scratch; the recipe's
+    `ctc_loss_weight` applies to all three."""
+    processor, model = _load_or_build(model_args, train_texts)
+    model.config.ctc_loss_weight = model_args.ctc_loss_weight
+    return processor, model
+
+
+def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[MelLLMProcessor, MelLLMForSpeechLM]:
     if model_args.init_from:
         processor = MelLLMProcessor.from_pretrained(model_args.init_from)
         return processor, MelLLMForSpeechLM.from_pretrained(model_args.init_from)
