@@ -232,6 +232,19 @@ class MelLLMConfig(PreTrainedConfig):
         if self.tts_stop_pos_weight <= 0:
             raise ValueError(f"tts_stop_pos_weight must be positive, got {self.tts_stop_pos_weight}.")
 
+    def with_tts_head(self, **tts_fields) -> "MelLLMConfig":
+        """
+        This config plus a mel head (`tts_*` fields as given, else defaults), with the TTS pipeline and Auto class
+        registered. For TTS training from a trained ASR model: `MelLLMForSpeechLM.from_pretrained(path,
+        config=config.with_tts_head())` keeps every trained weight and initialises only the head.
+        """
+        unknown = sorted(key for key in tts_fields if not key.startswith("tts_"))
+        if unknown:
+            raise ValueError(f"with_tts_head takes tts_* fields only, got {unknown}.")
+        values = {**self.to_dict(), "tts_head": True, "custom_pipelines": None, **tts_fields}
+        values.setdefault("tts_frames_per_step", None)
+        return type(self).from_dict(values)
+
     @property
     def hidden_size(self) -> int:
         return self.text_config.hidden_size

@@ -183,3 +183,25 @@ def test_from_text_model_builds_a_real_head(processor, tts_clips):
     assert model.mel_head.latent_proj.weight.std() > 0
     batch = processor.tts_inputs(tts_clips[1], audio=tts_clips[0], sampling_rate=16_000)
     assert torch.isfinite(model(**batch).loss)
+
+
+def test_with_tts_head_keeps_every_trained_weight_and_adds_a_fresh_head(make_model, tmp_path):
+    """TTS training from an ASR checkpoint (`init_from` + `tts_head`): the LLM, front end and CMVN load as saved."""
+    asr = make_model()
+    asr.audio_frontend.norm.global_mean.fill_(0.5)  # as if fitted: must survive the reload
+    asr.save_pretrained(tmp_path)
+    config = MelLLMConfig.from_pretrained(tmp_path).with_tts_head(tts_mlp_size=48)
+    assert config.tts_head
+    assert config.tts_mlp_size == 48
+    assert config.tts_frames_per_step == config.frames_per_patch
+    assert "text-to-speech" in config.custom_pipelines
+    assert config.auto_map["AutoModelForTextToWaveform"] == "modeling_mel_llm.MelLLMForSpeechLM"
+    speaker = MelLLMForSpeechLM.from_pretrained(tmp_path, config=config)
+    trained = asr.state_dict()
+    loaded = speaker.state_dict()
+    assert {key for key in loaded if key not in trained} == {key for key in loaded if key.startswith("mel_head.")}
+    for key, value in trained.items():
+        assert torch.equal(loaded[key], value), key
+    assert speaker.mel_head.refine[0].out_features == 48
+    with pytest.raises(ValueError, match="tts_\\* fields only"):
+        config.with_tts_head(hidden_size=8)

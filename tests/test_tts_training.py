@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from tests.test_training import losses_from_log, run_args, small_manifests  # noqa: F401  (fixture)
 from training.arguments import ModelArguments
@@ -75,3 +76,21 @@ def test_multitask_run_saves_one_checkpoint_that_transcribes_and_speaks(small_ma
     assert 0 < len(speech["audio"]) <= (40 - 1) * 160 + 400
     with pytest.raises(ValueError, match="needs a model with a mel head"):
         main(run_args(small_manifests, tmp_path / "bad", "--max_steps=1", "--tts_ratio=0.5"))
+
+
+@pytest.mark.slow
+def test_asr_checkpoint_learns_to_speak_with_init_from(small_manifests, tmp_path):  # noqa: F811
+    from training.train import main
+    from training.tts import load_tts_pipeline
+
+    main(run_args(small_manifests, tmp_path / "asr", "--max_steps=2", "--eval_max_samples=0"))
+    extra = ["--max_steps=3", "--tts_head=true", "--tts_ratio=1.0", "--eval_max_samples=0"]
+    main(run_args(small_manifests, tmp_path / "tts", f"--init_from={tmp_path / 'asr'}", *extra))
+    assert len(losses_from_log(tmp_path / "tts")) == 3
+    asr_weights = load_file(tmp_path / "asr" / "model.safetensors")
+    tts_weights = load_file(tmp_path / "tts" / "model.safetensors")
+    assert {key for key in tts_weights if key not in asr_weights} == {k for k in tts_weights if "mel_head" in k}
+    norm = "audio_frontend.norm.global_mean"  # CMVN comes from the ASR model, not refitted on the TTS data
+    assert torch.equal(tts_weights[norm], asr_weights[norm])
+    speech = load_tts_pipeline(tmp_path / "tts")("one", max_new_frames=16)
+    assert len(speech["audio"]) > 0

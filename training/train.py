@@ -24,7 +24,7 @@ from transformers import (
     set_seed,
 )
 
-from modeling_mel_llm import MelLLMForSpeechLM
+from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
 from processing import MelLLMFeatureExtractor, MelLLMProcessor
 from training.arguments import DataArguments, ModelArguments, parse_config
 from training.augment import AugmentConfig
@@ -89,7 +89,10 @@ def build_processor_and_model(
 def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[MelLLMProcessor, MelLLMForSpeechLM]:
     if model_args.init_from:
         processor = MelLLMProcessor.from_pretrained(model_args.init_from)
-        return processor, MelLLMForSpeechLM.from_pretrained(model_args.init_from)
+        config = MelLLMConfig.from_pretrained(model_args.init_from)
+        if model_args.tts_head and not config.tts_head:  # an ASR model learns to speak: only the head starts fresh
+            config = config.with_tts_head(**(model_args.tts_config or {}))
+        return processor, MelLLMForSpeechLM.from_pretrained(model_args.init_from, config=config)
     feature_extractor = MelLLMFeatureExtractor(frames_per_patch=model_args.frames_per_patch)
     audio_kwargs = {
         "conv_channels": model_args.conv_channels,
