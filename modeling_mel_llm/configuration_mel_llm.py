@@ -93,6 +93,9 @@ class MelLLMConfig(PreTrainedConfig):
             which rewards frame-to-frame change (MELLE uses 0.5).
         tts_stop_weight (`float`, defaults to 1.0): weight of the stop BCE.
         tts_stop_pos_weight (`float`, defaults to 20.0): BCE `pos_weight` of the one "stop" step per utterance.
+        tts_input_dropout (`float`, defaults to 0.0): dropout on the embeddings of the teacher-forced mel patches fed
+            back as TTS input, in training only (Transformer-TTS's pre-net dropout). Continuing the previous patch is
+            easy; this makes the model read the text to know what comes next.
         ctc_loss_weight (`float`, defaults to 0.0): weight of an auxiliary CTC loss on the audio positions (not in
             the paper; training only). The LLM's last hidden states over the audio placeholders go through its own
             LM head (no new weights; the audio placeholder token is the CTC blank) and are scored against the
@@ -141,6 +144,7 @@ class MelLLMConfig(PreTrainedConfig):
     tts_flux_weight: float = 0.0
     tts_stop_weight: float = 1.0
     tts_stop_pos_weight: float = 20.0
+    tts_input_dropout: float = 0.0
     ctc_loss_weight: float = 0.0
     custom_pipelines: dict | None = None
 
@@ -229,6 +233,8 @@ class MelLLMConfig(PreTrainedConfig):
                 f"tts_postnet_layers must be >= 0 and tts_postnet_kernel odd, got {self.tts_postnet_layers} and "
                 f"{self.tts_postnet_kernel}."
             )
+        if not 0.0 <= self.tts_input_dropout < 1.0:
+            raise ValueError(f"tts_input_dropout must be within [0, 1), got {self.tts_input_dropout}.")
         if self.tts_stop_pos_weight <= 0:
             raise ValueError(f"tts_stop_pos_weight must be positive, got {self.tts_stop_pos_weight}.")
 

@@ -431,6 +431,10 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
                 )
         elif input_features is not None:
             raise ValueError("input_features need input_ids to locate the audio placeholders, not inputs_embeds.")
+        if tts_rows is not None and self.training and self.config.tts_input_dropout > 0:
+            fed_back = (self.get_placeholder_mask(input_ids) & tts_rows[:, None])[..., None]  # (B, L, 1)
+            dropped = nn.functional.dropout(inputs_embeds, self.config.tts_input_dropout, training=True)
+            inputs_embeds = torch.where(fed_back, dropped, inputs_embeds)
         self._check_length(inputs_embeds, past_key_values)
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
             past_length = past_key_values.get_seq_length() if past_key_values is not None else 0

@@ -205,3 +205,24 @@ def test_with_tts_head_keeps_every_trained_weight_and_adds_a_fresh_head(make_mod
     assert speaker.mel_head.refine[0].out_features == 48
     with pytest.raises(ValueError, match="tts_\\* fields only"):
         config.with_tts_head(hidden_size=8)
+
+
+def test_tts_input_dropout_hits_only_fed_back_patches_in_training(processor, tts_clips):
+    torch.manual_seed(0)
+    model = build_tiny_model(processor, tts_head={"tts_input_dropout": 0.5})
+    clips, texts = tts_clips
+    tts = processor.tts_inputs(texts[:2], audio=clips[:2], sampling_rate=16_000)
+    seen = []
+    model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["inputs_embeds"].detach()), with_kwargs=True
+    )
+    model.eval()(**tts)
+    model.train()(**tts)
+    clean, dropped = seen
+    fed_back = tts["input_ids"] == processor.audio_token_id
+    torch.testing.assert_close(dropped[~fed_back], clean[~fed_back])  # text prompt untouched
+    zeroed = dropped[fed_back] == 0
+    assert 0.4 < zeroed.float().mean() < 0.6
+    torch.testing.assert_close(dropped[fed_back][~zeroed], 2 * clean[fed_back][~zeroed])  # inverted dropout scaling
+    with pytest.raises(ValueError, match="tts_input_dropout"):
+        MelLLMConfig(text_config=tiny_text_config(), tts_head=True, tts_input_dropout=1.0)
