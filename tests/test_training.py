@@ -118,7 +118,9 @@ def test_a_few_trainer_steps_reduce_the_loss(small_manifests, tmp_path):
     first, last = np.mean(history[:5]), np.mean(history[-5:])
     assert last < 0.6 * first, history
     assert (tmp_path / "training_curve.png").stat().st_size > 1000
-    assert (tmp_path / "report.json").exists()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["command"].startswith("python -m training.train --corpus=manifest")  # how to rerun it
+    assert "--max_steps=30" in report["command"]
     assert set(results["sets"]) == {"test"}
     from transformers import AutoModelForSpeechSeq2Seq
 

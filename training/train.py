@@ -9,6 +9,7 @@ The output folder is a `save_pretrained` folder (LoRA merged) that the Auto clas
 `pipeline("automatic-speech-recognition", trust_remote_code=True)` load; LoRA runs also keep `adapter/` + `base/`.
 """
 
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,7 +199,8 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
 
 
 def main(argv: list[str] | None = None) -> dict:
-    run = build_run(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    run = build_run(argv)
     trainer, processor, training_args = run.trainer, run.processor, run.training_args
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
@@ -225,7 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
                 training_args.per_device_eval_batch_size,
                 max_new_tokens=run.data_args.eval_max_new_tokens,
             )
-        write_reports(results, output_dir, model_path=str(output_dir))
+        command = shlex.join(["python", "-m", "training.train", *argv])
+        write_reports(results, output_dir, model_path=str(output_dir), command=command)
         print(f"WER on held-out {', '.join(run.data.wer_sets)}: {results['average_wer']:.2f}%")
     write_training_log(trainer.state.log_history, output_dir)
     return results
