@@ -248,7 +248,6 @@ class MelLLMConfig(PreTrainedConfig):
         if unknown:
             raise ValueError(f"with_tts_head takes tts_* fields only, got {unknown}.")
         values = {**self.to_dict(), "tts_head": True, "custom_pipelines": None, **tts_fields}
-        values.setdefault("tts_frames_per_step", None)
         return type(self).from_dict(values)
 
     @property

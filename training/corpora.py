@@ -103,9 +103,9 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
         train = read_manifest(args.train_manifest)
         wer_sets = {Path(args.eval_manifest).stem: read_manifest(args.eval_manifest)} if args.eval_manifest else {}
     train = subsample(train, args.train_fraction, seed)
-    wer_sets = {name: _limit(utterances, args.eval_max_samples) for name, utterances in wer_sets.items()}
     if args.eval_max_samples == 0:
         wer_sets = {}
+    wer_sets = {name: _limit(utterances, args.eval_max_samples) for name, utterances in wer_sets.items()}
     return TrainingData(
         train=SpeechTextDataset(train, augment, seed), train_texts=[u.text for u in train], wer_sets=wer_sets
     )

@@ -197,6 +197,7 @@ def plan_corpus(num_train: int, num_eval: int, seed: int, voice: str | None = No
                 if split == "train" or text not in train_texts:
                     break
             train_texts |= {text} if split == "train" else set()
+            # Drawn even for a single voice, so both corpora consume the rng alike and share every text.
             prosody = {
                 "rate_wpm": rng.randint(*RATE_WPM),
                 "pitch": rng.randint(*PITCH),
@@ -210,7 +211,7 @@ def plan_corpus(num_train: int, num_eval: int, seed: int, voice: str | None = No
                 "split": split,
                 "kind": kind,
             }
-            rows.append({**row, **(SINGLE_VOICE_PROSODY if voice is not None else prosody)})  # fmt: skip
+            rows.append({**row, **(SINGLE_VOICE_PROSODY if voice is not None else prosody)})
     return rows
 
 
