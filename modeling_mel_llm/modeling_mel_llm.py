@@ -392,6 +392,8 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 on real tokens (left or right padding).
             position_ids (`torch.LongTensor`, *optional*): derived from `attention_mask` when omitted, so padded and
                 unpadded prompts see the same positions.
+                Given without `attention_mask`, they mark packed rows: each restart at 0 opens a segment that attends
+                only to itself (what `training.data.pack_batch` builds).
             labels (`torch.LongTensor` of shape `(B, L)`, *optional*): next-token targets, -100 where ignored.
             mel_targets (`torch.Tensor` of shape `(B, T, M)`, *optional*): TTS training (needs `config.tts_head`):
                 log-mel frames to speak after each row's prompt. Row i's audio placeholders receive these patches
@@ -443,6 +445,12 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         with_ctc = (
             self.config.ctc_loss_weight > 0 and labels is not None and input_features is not None and tts_rows is None
         )
+        if attention_mask is None and position_ids is not None and past_key_values is None:
+            # Packed rows (`position_ids` restart at each segment): transformers derives the block-causal mask
+            # from them, but only when no cache is passed, and a packed row could not be continued anyway.
+            use_cache = False
+            if with_ctc or tts_rows is not None:
+                raise ValueError("Packed rows (position_ids without attention_mask) support the ASR text loss only.")
         if tts_rows is not None or with_ctc:
             kwargs["output_hidden_states"] = True
         outputs = self.language_model(

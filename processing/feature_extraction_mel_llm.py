@@ -183,16 +183,19 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
     def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, N) float waveform in [-1, 1] → (B, T, M) log-mel with no padding logic; differentiable, so a
         vocoder can be trained against exactly these features."""
-        frames = waveform.unfold(-1, WIN_LENGTH, HOP_LENGTH)  # (B, T, 400)
+        return self._frames_to_log_mel(waveform.unfold(-1, WIN_LENGTH, HOP_LENGTH))  # frames: (B, T, 400)
+
+    def _frames_to_log_mel(self, frames: torch.Tensor) -> torch.Tensor:
+        """(..., 400) waveform frames → (..., M) log-mel; each frame on its own, so any subset can be computed."""
         # Phi-4-MM's per-frame pre-emphasis: rolled frame with element 0 replaced by element 1 (= frame[0]).
         previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
         frames = (frames - self.preemphasis * previous) * PCM_SCALE
-        window = self._window.to(waveform.device)
+        window = self._window.to(frames.device)
         # float32 FFT: 3x faster than Phi-4-MM's float64 (it runs on every training batch); the log-mel differs by
         # < 2e-4 on values of ~10, far below anything a model trained on either can tell apart.
         spectrum = torch.fft.rfft(window * frames.float(), n=N_FFT, dim=-1)
         power = spectrum.abs() ** 2  # (B, T, 257)
-        return torch.log(torch.clamp(power @ self._mel_filters.to(waveform.device), min=1.0))  # (B, T, M)
+        return torch.log(torch.clamp(power @ self._mel_filters.to(frames.device), min=1.0))  # (..., M)
 
     def extract(
         self, clips: list[np.ndarray], device: str | torch.device = "cpu"
@@ -202,10 +205,13 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
         waveform = torch.zeros(len(clips), max(lengths), dtype=torch.float32, device=device)  # (B, N)
         for i, clip in enumerate(clips):
             waveform[i, : len(clip)] = torch.from_numpy(clip)
-        log_mel = self.log_mel(waveform)
+        frames = waveform.unfold(-1, WIN_LENGTH, HOP_LENGTH)  # (B, T, 400), a view
         num_frames = torch.tensor([self.num_frames(n) for n in lengths], device=device)
-        mask = torch.arange(log_mel.shape[1], device=device)[None, :] < num_frames[:, None]  # (B, T)
-        return log_mel.masked_fill(~mask[..., None], self.padding_value), mask
+        mask = torch.arange(frames.shape[1], device=device)[None, :] < num_frames[:, None]  # (B, T)
+        # Only real frames go through the FFT: in a batch of mixed lengths, about half the padded frames are padding.
+        features = torch.full((*mask.shape, self.feature_size), self.padding_value, dtype=torch.float32, device=device)
+        features[mask] = self._frames_to_log_mel(frames[mask])
+        return features, mask
 
 
 __all__ = ["MelLLMFeatureExtractor", "pcm_to_float"]

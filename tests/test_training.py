@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -135,30 +136,55 @@ def losses_from_log(output_dir: Path) -> list[float]:
     return [float(r.split(",")[column]) for r in rows[1:] if r.split(",")[column]]
 
 
-def test_resume_continues_the_same_loss_curve(small_manifests, tmp_path):
-    """Augmentation on: a resumed run must replay the same data order and the same random draws."""
+@pytest.mark.parametrize("sampling", ["random", "group_by_length"])
+def test_resume_continues_the_same_loss_curve(small_manifests, tmp_path, sampling):
+    """
+    Augmentation on: a run resumed mid-epoch (step 6 of 4-step epochs) must replay the same data order and the
+    same random draws, with the random and with the length-grouped sampler.
+    """
     from training.train import main
 
+    options = ["--max_steps=9", "--save_strategy=steps", "--save_steps=6", f"--train_sampling_strategy={sampling}"]
     augment = ["--speed_perturb=[0.9,1.0,1.1]", "--gain_db=6", "--spec_time_masks=1", "--spec_freq_masks=1"]
     full = tmp_path / "full"
-    main(run_args(small_manifests, full, "--max_steps=8", "--save_strategy=steps", "--save_steps=4", *augment))
+    main(run_args(small_manifests, full, *options, *augment))
     resumed = tmp_path / "resumed"
-    (resumed / "checkpoint-4").parent.mkdir(parents=True)
-    os.symlink(full / "checkpoint-4", resumed / "checkpoint-4")
+    (resumed / "checkpoint-6").parent.mkdir(parents=True)
+    os.symlink(full / "checkpoint-6", resumed / "checkpoint-6")
     main(
-        run_args(
-            small_manifests,
-            resumed,
-            "--max_steps=8",
-            "--save_strategy=steps",
-            "--save_steps=4",
-            f"--resume_from_checkpoint={resumed / 'checkpoint-4'}",
-            *augment,
-        )
+        run_args(small_manifests, resumed, *options, f"--resume_from_checkpoint={resumed / 'checkpoint-6'}", *augment)
     )
     uninterrupted, continued = losses_from_log(full), losses_from_log(resumed)
-    assert len(uninterrupted) == 8
-    assert continued[-4:] == pytest.approx(uninterrupted[-4:], rel=1e-5)
+    assert len(uninterrupted) == 9
+    assert continued[-3:] == pytest.approx(uninterrupted[-3:], rel=1e-5)
+
+
+def test_length_grouped_sampling_cuts_padding_and_reshuffles_per_epoch(small_manifests):
+    from training.data import SpeechTextDataset
+    from training.samplers import EpochLengthGroupedSampler
+
+    dataset = SpeechTextDataset(read_manifest(small_manifests[0]))
+    lengths = dataset.lengths()
+    rows = [json.loads(line) for line in small_manifests[0].read_text().splitlines()]
+    assert lengths == [row["duration"] for row in rows]  # the manifest's durations, no decoding
+    without_durations = SpeechTextDataset([replace(u, metadata={}) for u in dataset.utterances])
+    assert without_durations.lengths() == pytest.approx(lengths, abs=1e-3)  # else read from the WAV headers
+
+    rng = np.random.default_rng(0)
+    many = list(rng.uniform(0.3, 5.0, size=800))
+    sampler = EpochLengthGroupedSampler(many, batch_size=16, seed=3)
+    order = list(sampler)
+    assert sorted(order) == list(range(800))
+
+    def padding(indices):  # padded / real audio over batches of 16
+        batches = [np.array(many)[indices[i : i + 16]] for i in range(0, len(indices), 16)]
+        return sum(b.max() * len(b) for b in batches) / sum(b.sum() for b in batches)
+
+    assert padding(order) < 1.1 < 1.5 < padding(list(rng.permutation(800)))
+    assert list(sampler) == order  # the same epoch replays (a resumed run)
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+    assert list(EpochLengthGroupedSampler(many, batch_size=16, seed=4)) != order
 
 
 def _tiny_model(family: str, num_layers: int = 3, frontend: str = "stack"):
@@ -337,6 +363,74 @@ def test_streaming_datasets_source_trains(small_manifests, tmp_path, monkeypatch
     assert len(losses_from_log(tmp_path / "run")) == 3
 
 
+@pytest.mark.parametrize("family", ["llama", "qwen2", "phi3"])
+def test_packed_batches_give_the_padded_loss_and_gradients(processor, make_model, family):
+    from training.data import pack_batch
+
+    rng = np.random.default_rng(0)
+    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (64_000, 3_000, 9_000, 2_500, 5_000)]
+    texts = ["one two three four", "nine", "zero four", "five", "six seven"]
+    padded = processor(audio=clips, sampling_rate=16_000, text_target=texts)
+    packed = pack_batch(padded, processor.tokenizer.pad_token_id)
+    assert packed["input_ids"].shape[1] == padded["input_ids"].shape[1]  # no row outgrows the longest example
+    assert packed["input_ids"].shape[0] < len(clips)
+    assert (packed["labels"] != -100).sum() == (padded["labels"] != -100).sum()
+    assert "attention_mask" not in packed
+
+    model = make_model(family).train()
+    gradients = []
+    for batch in (padded, packed):
+        loss = model(**batch).loss
+        loss.backward()
+        gradients.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+        model.zero_grad()
+    (padded_loss, padded_grads), (packed_loss, packed_grads) = gradients
+    torch.testing.assert_close(packed_loss, padded_loss, atol=1e-5, rtol=1e-5)
+    for packed_grad, padded_grad in zip(packed_grads, padded_grads, strict=True):
+        torch.testing.assert_close(packed_grad, padded_grad, atol=1e-5, rtol=1e-4)
+
+
+def test_packing_refuses_tts_and_ctc(small_manifests, tmp_path, processor):
+    from training.data import pack_batch
+    from training.train import main
+
+    tts_batch = processor.tts_inputs(["one"], audio=[np.zeros(8000, np.float32)], sampling_rate=16_000)
+    with pytest.raises(ValueError, match="ASR batches only"):
+        pack_batch(dict(tts_batch), processor.tokenizer.pad_token_id)
+    with pytest.raises(ValueError, match="pack_sequences packs ASR rows only"):
+        main(run_args(small_manifests, tmp_path, "--max_steps=1", "--pack_sequences", "--ctc_loss_weight=0.3"))
+
+
+def test_a_packed_run_logs_the_padded_runs_losses(small_manifests, tmp_path):
+    from training.train import main
+
+    for name, extra in (("padded", ()), ("packed", ("--pack_sequences",))):
+        main(run_args(small_manifests, tmp_path / name, "--max_steps=3", "--eval_max_samples=2", *extra))
+    assert losses_from_log(tmp_path / "packed") == pytest.approx(losses_from_log(tmp_path / "padded"), rel=1e-4)
+
+
+def test_hub_dataset_lengths_come_from_a_length_column_or_the_audio_headers(small_manifests):
+    from datasets import Audio, Dataset
+
+    from training.data import HubSpeechDataset
+
+    rows = read_manifest(small_manifests[0])[:3]
+    audio = [
+        {"bytes": rows[0].audio_path.read_bytes(), "path": None},
+        *({"path": str(r.audio_path)} for r in rows[1:]),
+    ]
+    table = Dataset.from_dict({"audio": audio, "text": [r.text for r in rows]}).cast_column(
+        "audio", Audio(decode=False)
+    )
+    durations = [r.metadata["duration"] for r in rows]
+    assert HubSpeechDataset(table, "audio", "text").lengths() == pytest.approx(durations, abs=1e-3)
+    with_column = HubSpeechDataset(table.add_column("length", [3.0, 1.0, 2.0]), "audio", "text")
+    assert with_column.lengths() == [3.0, 1.0, 2.0]
+    broken = Dataset.from_dict({"audio": [{"bytes": b"not audio", "path": None}], "text": ["x"]})
+    with pytest.raises(ValueError, match="Could not read the audio header"):
+        HubSpeechDataset(broken.cast_column("audio", Audio(decode=False)), "audio", "text").lengths()
+
+
 @pytest.mark.parametrize("frontend", ["conv", "encoder"])
 def test_audio_sizes_from_the_config_reach_the_model(frontend):
     from training.train import build_processor_and_model
@@ -349,3 +443,14 @@ def test_audio_sizes_from_the_config_reach_the_model(frontend):
     assert model.audio_frontend.subsampling.out.out_features == 24
     if frontend == "encoder":
         assert (model.config.encoder_layers, model.config.encoder_ffn_dim) == (1, 48)
+
+
+def test_the_recipe_tokenizer_learns_the_prompts():
+    """The instructions are in every example, so the tiny tokenizer must not spell them out byte by byte."""
+    from processing import ASR_INSTRUCTION, TTS_INSTRUCTION
+    from training.train import build_processor_and_model
+
+    texts = ["one two three", "turn the heater on", "the red ball is big"] * 50
+    processor, _ = build_processor_and_model(ModelArguments(tiny_vocab_size=400, tts_head=True), texts)
+    for instruction in (ASR_INSTRUCTION, TTS_INSTRUCTION):
+        assert len(processor.tokenizer(instruction, add_special_tokens=False)["input_ids"]) <= 8

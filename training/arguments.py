@@ -131,6 +131,10 @@ class DataArguments:
     tts_ratio: float = field(
         default=0.0, metadata={"help": "share of training examples turned into TTS (text → mel); needs tts_head"}
     )
+    pack_sequences: bool = field(
+        default=False,
+        metadata={"help": "pack each ASR batch into padding-free rows (same loss, fewer tokens); not with TTS or CTC"},
+    )
 
 
 ALL_ARGUMENTS = (ModelArguments, DataArguments, TrainingArguments)

@@ -1,10 +1,12 @@
 """Speech/text examples → model batches: manifests, `datasets` sources, augmentation hooks and the padding collator."""
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
@@ -57,6 +59,16 @@ def read_manifest(path: str | Path, audio_key: str = "path", text_key: str = "tr
     return utterances
 
 
+def audio_seconds(source) -> float:
+    """Duration from the header of a file path or an `Audio(decode=False)` dict (`path` and/or `bytes`)."""
+    if isinstance(source, dict):
+        source = io.BytesIO(source["bytes"]) if source.get("bytes") is not None else source["path"]
+    try:
+        return soundfile.info(source).duration
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        raise ValueError(f"Could not read the audio header of {source!r}: {error}") from error
+
+
 class _Augmenting:
     """Shared by the map-style and streaming datasets: level, augment, and tag each example with its seed."""
 
@@ -87,6 +99,11 @@ class SpeechTextDataset(_Augmenting, Dataset):
         utterance = self.utterances[index]
         return self._example(load_audio(str(utterance.audio_path), self.sampling_rate), utterance.text, index)
 
+    def lengths(self) -> list[float]:
+        """Seconds of audio per example, for length-grouped batches: the manifest's `duration` where it has one,
+        else the file header's (no decoding)."""
+        return [u.metadata.get("duration") or audio_seconds(u.audio_path) for u in self.utterances]
+
 
 class HubSpeechDataset(_Augmenting, Dataset):
     """A `datasets.Dataset` whose audio column was cast to `Audio(decode=False)`: decoded here with soundfile."""
@@ -103,6 +120,12 @@ class HubSpeechDataset(_Augmenting, Dataset):
     def __getitem__(self, index: int) -> dict:
         row = self.dataset[index]
         return self._example(load_audio(row[self.audio_column], self.sampling_rate), row[self.text_column], index)
+
+    def lengths(self, length_column: str = "length") -> list[float]:
+        """The dataset's `length_column` where it has one, else seconds read from each file's header."""
+        if length_column in self.dataset.column_names:
+            return list(self.dataset[length_column])
+        return [audio_seconds(row[self.audio_column]) for row in self.dataset.select_columns([self.audio_column])]
 
 
 class StreamingSpeechDataset(_Augmenting, IterableDataset):
@@ -158,6 +181,49 @@ def merge_batches(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor
     return merged
 
 
+def pack_batch(batch: dict[str, torch.Tensor], pad_id: int) -> dict[str, torch.Tensor]:
+    """
+    Padding-free rows: the examples of a padded ASR batch packed first-fit-decreasing into rows no longer than its
+    longest example, each segment with `position_ids` counting from 0 and no `attention_mask`, from which
+    transformers builds a block-causal mask (one segment never sees another). Same loss as the padded batch on a
+    fraction of the tokens: with random batches of 0.2-5 s clips, about half of every padded batch is padding.
+    Clips are reordered to match the order of their placeholders in the packed rows.
+    """
+    if "mel_targets" in batch:
+        raise ValueError("Packing applies to ASR batches only; TTS rows hold one clip each.")
+    lengths = batch["attention_mask"].sum(-1).tolist()
+    budget = max(lengths)
+    rows: list[list[int]] = []  # example indices per packed row
+    room: list[int] = []
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        row = next((r for r, free in enumerate(room) if free >= lengths[index]), None)
+        if row is None:
+            rows.append([]), room.append(budget)
+            row = len(rows) - 1
+        rows[row].append(index)
+        room[row] -= lengths[index]
+    shape = (len(rows), budget)
+    packed = {
+        "input_ids": torch.full(shape, pad_id, dtype=torch.long),
+        "labels": torch.full(shape, -100, dtype=torch.long),
+        "position_ids": torch.zeros(shape, dtype=torch.long),
+    }
+    for r, members in enumerate(rows):
+        start = 0
+        for index in members:
+            keep = batch["attention_mask"][index].bool()
+            span = slice(start, start + lengths[index])
+            packed["input_ids"][r, span] = batch["input_ids"][index][keep]
+            packed["labels"][r, span] = batch["labels"][index][keep]
+            packed["position_ids"][r, span] = torch.arange(lengths[index])
+            start += lengths[index]
+        packed["position_ids"][r, start:] = torch.arange(budget - start)  # trailing padding: a segment of its own
+    order = [index for members in rows for index in members]  # clip order = placeholder order, row by row
+    packed["input_features"] = batch["input_features"][order]
+    packed["input_features_mask"] = batch["input_features_mask"][order]
+    return packed
+
+
 def nn_pad(tensor: torch.Tensor, pad: tuple[int, ...], value) -> torch.Tensor:
     return torch.nn.functional.pad(tensor, pad, value=value)
 
@@ -171,6 +237,7 @@ class MelLLMDataCollator:
     processor: MelLLMProcessor
     augment: AugmentConfig = NO_AUGMENT
     tts_ratio: float = 0.0
+    pack_sequences: bool = False  # ASR-only batches become padding-free packed rows (see `pack_batch`)
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         tts = [example for example in examples if is_tts_example(example, self.tts_ratio)]
@@ -196,6 +263,8 @@ class MelLLMDataCollator:
                 spec_augment(batch["input_features"][i], frames[i], rng, self.augment)
         if tts_batch is not None:
             batch = merge_batches(batch, tts_batch, self.processor.tokenizer.pad_token_id)
+        elif self.pack_sequences:
+            batch = pack_batch(batch, self.processor.tokenizer.pad_token_id)
         return batch
 
 
@@ -205,8 +274,10 @@ __all__ = [
     "SpeechTextDataset",
     "StreamingSpeechDataset",
     "Utterance",
+    "audio_seconds",
     "is_tts_example",
     "load_hub_split",
     "merge_batches",
+    "pack_batch",
     "read_manifest",
 ]

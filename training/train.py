@@ -26,13 +26,14 @@ from transformers import (
 )
 
 from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
-from processing import MelLLMFeatureExtractor, MelLLMProcessor
+from processing import ASR_INSTRUCTION, TTS_INSTRUCTION, MelLLMFeatureExtractor, MelLLMProcessor
 from training.arguments import DataArguments, ModelArguments, parse_config
 from training.augment import AugmentConfig
 from training.corpora import TrainingData, load_training_data
-from training.data import MelLLMDataCollator
+from training.data import HubSpeechDataset, MelLLMDataCollator
 from training.eval_asr import evaluate_sets, write_reports
 from training.finetuning import apply_finetuning, save_trained_model
+from training.samplers import EpochLengthGroupedSampler
 from training.smollm2 import resolve_text_model
 from training.tiny import DEFAULT_CORPUS, build_tiny_model, build_tokenizer
 from training.training_log import write_training_log
@@ -45,6 +46,21 @@ class MelLLMTrainer(Trainer):
     def __init__(self, *args, wer_sets: dict | None = None, max_new_tokens: int = 128, **kwargs):
         super().__init__(*args, **kwargs)
         self.wer_sets, self.max_new_tokens = wer_sets or {}, max_new_tokens
+
+    def _get_train_sampler(self, train_dataset=None):
+        """`train_sampling_strategy: group_by_length` groups by audio duration (the examples are waveforms, which
+        transformers cannot measure without decoding every one) with an epoch-seeded, resumable shuffle."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or not hasattr(dataset, "lengths"):
+            return super()._get_train_sampler(train_dataset)
+        lengths = (
+            dataset.lengths(self.args.length_column_name)
+            if isinstance(dataset, HubSpeechDataset)
+            else dataset.lengths()
+        )
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return EpochLengthGroupedSampler(lengths, batch_size, seed)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix) if self.eval_dataset else {}
@@ -114,7 +130,10 @@ def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[
         return processor, MelLLMForSpeechLM.from_text_model(
             text_model, processor, frontend=model_args.frontend, **audio_kwargs, **tts_fields
         )
-    tokenizer = build_tokenizer([*DEFAULT_CORPUS, *train_texts], vocab_size=model_args.tiny_vocab_size)
+    # The instructions go in as often as every example carries them, so BPE merges them into a few tokens
+    # (spelled out letter by letter, the ASR prompt took 21 of a typical row's ~60 tokens).
+    prompts = [ASR_INSTRUCTION, *([TTS_INSTRUCTION] if model_args.tts_head else [])] * len(train_texts)
+    tokenizer = build_tokenizer([*DEFAULT_CORPUS, *train_texts, *prompts], vocab_size=model_args.tiny_vocab_size)
     processor = MelLLMProcessor.from_text_tokenizer(tokenizer, feature_extractor)
     model = build_tiny_model(
         processor,
@@ -173,6 +192,10 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
     processor, model = build_processor_and_model(model_args, data.train_texts)
     if data_args.tts_ratio > 0 and model.mel_head is None:
         raise ValueError("tts_ratio > 0 needs a model with a mel head: set tts_head: true (or init_from one).")
+    if data_args.pack_sequences and (data_args.tts_ratio > 0 or model.config.ctc_loss_weight > 0):
+        raise ValueError(
+            "pack_sequences packs ASR rows only: it cannot be combined with tts_ratio or ctc_loss_weight."
+        )
     if not model_args.init_from and data.has_length:
         fit_normalization(model, processor, data)
     model.config.use_cache = False
@@ -181,7 +204,9 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
         processor.save_pretrained(Path(training_args.output_dir) / "base")
     model = apply_finetuning(model, model_args)
 
-    collator = MelLLMDataCollator(processor, augment, tts_ratio=data_args.tts_ratio)
+    collator = MelLLMDataCollator(
+        processor, augment, tts_ratio=data_args.tts_ratio, pack_sequences=data_args.pack_sequences
+    )
     if data_args.record_sample_ids:
         collator = _RecordingCollator(collator, Path(training_args.output_dir), training_args.process_index)
     trainer = MelLLMTrainer(
