@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from benchmarks.common import REPO_ROOT, environment, write_results
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"corpora ready in {time.perf_counter() - started:.0f} s", flush=True)
     env = environment("benchmarks.recipe_sweep", args)
     env["shared_args"] = shared
+    env["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
     def write(rows: list[dict]) -> None:
         write_results(args.out, env, rows, table(rows))
