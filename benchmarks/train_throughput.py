@@ -70,7 +70,12 @@ class BatchCounter:
 
     def __call__(self, examples: list[dict]) -> dict:
         batch = self.collator(examples)
-        tokens = int(batch["attention_mask"].sum())  # audio placeholders + prompt + transcript, no padding
+        # Audio placeholders + prompt + transcript, no padding; packed rows carry no attention mask, only padding
+        # at their ends.
+        if "attention_mask" in batch:
+            tokens = int(batch["attention_mask"].sum())
+        else:
+            tokens = int((batch["input_ids"] != self.collator.processor.tokenizer.pad_token_id).sum())
         targets = int((batch["labels"] != IGNORE_INDEX).sum())
         self.queue.append((tokens, targets, sum(len(e["audio"]) for e in examples) / self.sampling_rate))
         return batch
