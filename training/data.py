@@ -198,7 +198,8 @@ def pack_batch(batch: dict[str, torch.Tensor], pad_id: int) -> dict[str, torch.T
     for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
         row = next((r for r, free in enumerate(room) if free >= lengths[index]), None)
         if row is None:
-            rows.append([]), room.append(budget)
+            rows.append([])
+            room.append(budget)
             row = len(rows) - 1
         rows[row].append(index)
         room[row] -= lengths[index]
