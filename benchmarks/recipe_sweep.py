@@ -12,9 +12,13 @@ A sweep file names a base recipe, arguments every run shares, and one argument l
       deeper: ["--tiny_num_layers=8"]
 
 Each variant is an ordinary `python -m training.train` run in its own process (`--parallel` at a time, each limited
-to `--threads` CPU threads), written to `<runs>/<name>`; a run whose folder already holds `report.json` is reused,
+to `--threads` CPU threads), written to `<runs>/<name>`; a run whose folder already holds its score is reused,
 so an interrupted sweep resumes. Every synthetic corpus the runs need is built first, once, so that parallel runs
 never race to fill the same cache. The JSON is rewritten after every finished run.
+
+TTS recipes have no ASR report to read. With `--tts-judge ASR_MODEL_DIR` each trained run is then scored by
+`benchmarks.tts_eval` on its corpus's held-out sentences (transcribed by that judge; `--tts-eval-args` passes more
+options, e.g. "--max-samples 50 --temperature 0.5"), and the table shows the WER/CER of its speech.
 """
 
 import argparse
@@ -42,29 +46,47 @@ def load_sweep(path: Path) -> tuple[list[str], dict[str, list[str]]]:
     return shared, {name: list(argv or []) for name, argv in sweep["variants"].items()}
 
 
-def prebuild_corpora(argvs: list[list[str]]) -> None:
-    """Synthesise every distinct corpus the runs will read (a no-op for cached ones and for other corpora)."""
-    wanted = set()
+def prebuild_corpora(argvs: list[list[str]]) -> list[Path | None]:
+    """
+    Synthesise every distinct corpus the runs will read (a no-op for cached ones) and return each run's held-out
+    manifest: the synthetic corpus's eval split, else the recipe's `eval_manifest` (None when it has none).
+    """
+    keys, built = [], {}
     for argv in argvs:
         _, data_args, training_args = parse_config(argv)
+        key = None
         if data_args.corpus == "synthetic":
-            wanted.add(
-                (
-                    data_args.synthetic_num_train,
-                    data_args.synthetic_num_eval,
-                    training_args.seed,
-                    data_args.synthetic_voice,
-                )
+            key = (
+                data_args.synthetic_num_train,
+                data_args.synthetic_num_eval,
+                training_args.seed,
+                data_args.synthetic_voice,
             )
-    for num_train, num_eval, seed, voice in sorted(wanted, key=str):
-        build_corpus(num_train=num_train, num_eval=num_eval, seed=seed, voice=voice)
+        keys.append((key, data_args.eval_manifest))
+    for key in sorted({key for key, _ in keys if key is not None}, key=str):
+        num_train, num_eval, seed, voice = key
+        built[key] = build_corpus(num_train=num_train, num_eval=num_eval, seed=seed, voice=voice)[1]
+    return [built[key] if key is not None else (Path(manifest) if manifest else None) for key, manifest in keys]
+
+
+TTS_SCORE = "tts_eval.json"
+
+
+def score_file(folder: Path, tts: bool) -> Path:
+    """Where a finished run keeps its score: the training's ASR report, or the TTS benchmark's JSON."""
+    return folder / (TTS_SCORE if tts else "report.json")
 
 
 def summarize(name: str, argv: list[str], folder: Path, returncode: int | None, seconds: float | None) -> dict:
-    """One table row: the run's WER/CER per set and training time, or why it has none."""
+    """One table row: the run's WER/CER (per set, or of its speech) and training time, or why it has none."""
     row = {"variant": name, "args": argv, "returncode": returncode, "wall_s": seconds}
-    report, run_config = folder / "report.json", folder / "run_config.yaml"
-    if report.is_file():
+    report, tts_score, run_config = folder / "report.json", folder / TTS_SCORE, folder / "run_config.yaml"
+    if tts_score.is_file():
+        result = json.loads(tts_score.read_text())["results"][0]
+        row["wer"] = result["wer"]
+        row["sets"] = {"tts": {"wer": result["wer"], "cer": result["cer"]}}
+        row["tts"] = {key: result[key] for key in ("mel_l1", "mcd_db", "stop_rate", "asr_on_vocoded_references")}
+    elif report.is_file():
         results = json.loads(report.read_text())
         row["wer"] = results["average_wer"]
         row["sets"] = {set_name: {"wer": s["wer"], "cer": s["cer"]} for set_name, s in results["sets"].items()}
@@ -84,31 +106,48 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_sweep(shared: list[str], variants: dict[str, list[str]], runs_root: Path, parallel: int, threads: int, on_row):
-    """Launch up to `parallel` training processes at a time; call `on_row(rows)` whenever one finishes."""
+def run_sweep(
+    variants: dict[str, list[str]],
+    commands: dict[str, list[list[str]]],
+    runs_root: Path,
+    parallel: int,
+    threads: int,
+    tts: bool,
+    on_row,
+):
+    """
+    Run each variant's commands (training, then its scoring if any) one after another in one of `parallel` slots;
+    call `on_row(rows)` whenever a variant finishes. A failed command ends its variant.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
-    pending = list(variants.items())
-    running: dict[str, tuple[subprocess.Popen, float, object]] = {}
+    pending = list(commands.items())
+    running: dict[str, tuple[subprocess.Popen, float, object, list[list[str]]]] = {}
     rows: dict[str, dict] = {}
+
+    def start(name: str, commands: list[list[str]], started: float, mode: str) -> None:
+        log = open(runs_root / name / "train.log", mode)  # noqa: SIM115 (closed when the process ends)
+        process = subprocess.Popen(commands[0], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        running[name] = (process, started, log, commands[1:])
+
     while pending or running:
         while pending and len(running) < parallel:
-            name, argv = pending.pop(0)
+            name, steps = pending.pop(0)
             folder = runs_root / name
-            if (folder / "report.json").is_file():
-                rows[name] = summarize(name, argv, folder, 0, None)
+            if score_file(folder, tts).is_file():
+                rows[name] = summarize(name, variants[name], folder, 0, None)
                 continue
             folder.mkdir(parents=True, exist_ok=True)
-            log = open(folder / "train.log", "w")  # noqa: SIM115 (closed when the process ends)
-            command = [sys.executable, "-m", "training.train", *shared, *argv, f"--output_dir={folder}"]
-            process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            running[name] = (process, time.perf_counter(), log)
-            print(f"started {name}: {' '.join(argv) or '(base)'}", flush=True)
+            start(name, steps, time.perf_counter(), "w")
+            print(f"started {name}: {' '.join(variants[name]) or '(base)'}", flush=True)
         time.sleep(2)
-        for name, (process, started, log) in list(running.items()):
+        for name, (process, started, log, remaining) in list(running.items()):
             if process.poll() is None:
                 continue
             log.close()
             del running[name]
+            if process.returncode == 0 and remaining:
+                start(name, remaining, started, "a")
+                continue
             rows[name] = summarize(
                 name, variants[name], runs_root / name, process.returncode, time.perf_counter() - started
             )
@@ -125,6 +164,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per training process")
     parser.add_argument("--only", nargs="*", default=None, help="run just these variants")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/recipe_sweep.json"))
+    parser.add_argument("--tts-judge", type=Path, help="score TTS runs' speech with this ASR model (tts_eval)")
+    parser.add_argument("--tts-eval-args", default="", help="more benchmarks.tts_eval options, one string")
     args = parser.parse_args(argv)
 
     shared, variants = load_sweep(args.sweep)
@@ -134,16 +175,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
             parser.error(f"unknown variants {sorted(unknown)}; the sweep has {sorted(variants)}")
         variants = {name: variants[name] for name in args.only}
     started = time.perf_counter()
-    prebuild_corpora([[*shared, *argv] for argv in variants.values()])
+    manifests = prebuild_corpora([[*shared, *argv] for argv in variants.values()])
     print(f"corpora ready in {time.perf_counter() - started:.0f} s", flush=True)
     env = environment("benchmarks.recipe_sweep", args)
     env["shared_args"] = shared
     env["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
+    commands = {}
+    for (name, argv), manifest in zip(variants.items(), manifests, strict=True):
+        folder = args.runs / name
+        commands[name] = [[sys.executable, "-m", "training.train", *shared, *argv, f"--output_dir={folder}"]]
+        if args.tts_judge:
+            if manifest is None:
+                parser.error(
+                    f"variant {name} has no held-out sentences for the TTS judge (synthetic or eval_manifest)"
+                )
+            commands[name].append(
+                [
+                    sys.executable, "-m", "benchmarks.tts_eval", "--model", str(folder), "--asr-model",
+                    str(args.tts_judge), "--manifest", str(manifest), "--num-examples", "0",
+                    "--out", str(score_file(folder, tts=True)), *args.tts_eval_args.split(),
+                ]
+            )  # fmt: skip
+
     def write(rows: list[dict]) -> None:
         write_results(args.out, env, rows, table(rows))
 
-    rows = run_sweep(shared, variants, args.runs, args.parallel, args.threads, write)
+    rows = run_sweep(variants, commands, args.runs, args.parallel, args.threads, bool(args.tts_judge), write)
     write(rows)
     return rows
 

@@ -420,8 +420,13 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
                 mel_target_mask = torch.ones(mel_targets.shape[:2], dtype=torch.bool, device=mel_targets.device)
             mel_target_mask = mel_target_mask.bool()
             tts_rows = mel_target_mask.any(-1)  # (B,)
+            fed_back = mel_targets
+            if self.training and self.config.tts_scheduled_sampling > 0:
+                fed_back = self._mix_in_own_predictions(
+                    input_ids, input_features, input_features_mask, attention_mask, mel_targets, mel_target_mask
+                )
             input_features, input_features_mask = self._with_tts_features(
-                input_features, input_features_mask, mel_targets, mel_target_mask
+                input_features, input_features_mask, fed_back, mel_target_mask
             )
             if labels is not None and not (labels != -100).any():
                 labels = None  # a TTS-only batch: a text loss over zero tokens would be NaN
@@ -524,16 +529,15 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         mask = torch.where(tts_rows[:, None], pad_mask(mel_target_mask), pad_mask(input_features_mask))
         return features, mask
 
-    def _tts_loss(self, hidden, input_ids, tts_rows, mel_targets, mel_target_mask):
-        """Teacher-forced mel loss: the hidden state just before each target placeholder predicts that patch."""
+    def _tts_predictions(self, hidden, input_ids, tts_rows, mel_target_mask):
+        """
+        The hidden state just before each target placeholder, as (B, P, D) patches with their (B, P) mask and the
+        (B, P·r) frame mask (the last patch may be partial).
+        """
         step_frames = self.config.tts_frames_per_step
         placeholders = self.get_placeholder_mask(input_ids) & tts_rows[:, None]  # (B, L)
         predictors = nn.functional.pad(placeholders[:, 1:], (0, 1))  # (B, L) the position before each placeholder
-        targets = self.audio_frontend.norm(mel_targets.to(hidden.dtype)).masked_fill(~mel_target_mask[..., None], 0)
-        pad = -targets.shape[1] % step_frames
-        targets = nn.functional.pad(targets, (0, 0, 0, pad))
-        frame_mask = nn.functional.pad(mel_target_mask, (0, pad))  # (B, P·r)
-        target_patches = targets.reshape(targets.shape[0], -1, step_frames * targets.shape[-1])  # (B, P, F)
+        frame_mask = nn.functional.pad(mel_target_mask, (0, -mel_target_mask.shape[1] % step_frames))  # (B, P·r)
         patch_mask = frame_mask.reshape(frame_mask.shape[0], -1, step_frames).any(-1)  # (B, P)
         if int(predictors.sum()) != int(patch_mask.sum()):
             raise ValueError(
@@ -542,12 +546,54 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             )
         hidden_patches = hidden.new_zeros(*patch_mask.shape, hidden.shape[-1])  # (B, P, D)
         hidden_patches[patch_mask] = hidden[predictors]
+        return hidden_patches, patch_mask, frame_mask
+
+    def _tts_loss(self, hidden, input_ids, tts_rows, mel_targets, mel_target_mask):
+        """Teacher-forced mel loss: the hidden state just before each target placeholder predicts that patch."""
+        hidden_patches, patch_mask, frame_mask = self._tts_predictions(hidden, input_ids, tts_rows, mel_target_mask)
+        targets = self.audio_frontend.norm(mel_targets.to(hidden.dtype)).masked_fill(~mel_target_mask[..., None], 0)
+        targets = nn.functional.pad(targets, (0, 0, 0, frame_mask.shape[1] - targets.shape[1]))
+        target_patches = targets.reshape(targets.shape[0], patch_mask.shape[1], -1)  # (B, P, F)
         stop_targets = torch.where(patch_mask, 0, -1)
         last = patch_mask.sum(-1) - 1  # (B,)
         rows = torch.nonzero(tts_rows).squeeze(-1)
         stop_targets[rows, last[rows]] = 1
         step = self.mel_head.step(hidden_patches)
         return self.mel_head.loss(step, target_patches, frame_mask, stop_targets, self.config)
+
+    @torch.no_grad()
+    def _mix_in_own_predictions(
+        self, input_ids, input_features, input_features_mask, attention_mask, mel_targets, mel_target_mask
+    ) -> torch.Tensor:
+        """
+        Scheduled sampling for TTS, in two passes (Duckworth et al., 2019, "Parallel Scheduled Sampling"): a
+        teacher-forced pass without gradients predicts every patch, then each fed-back patch is replaced by that
+        prediction with probability `tts_scheduled_sampling`. The model thus learns to continue from its own,
+        smoother output, which is what it reads when it speaks, instead of from the recordings only.
+        Returns log-mel frames shaped like `mel_targets` to feed back; the loss keeps the real targets.
+        """
+        tts_rows = mel_target_mask.any(-1)
+        features, features_mask = self._with_tts_features(
+            input_features, input_features_mask, mel_targets, mel_target_mask
+        )
+        embeds = self.merge_audio_embeddings(
+            input_ids, self.get_input_embeddings()(input_ids), features, features_mask
+        )
+        position_ids = positions_from_mask(attention_mask) if attention_mask is not None else None
+        hidden = self.language_model(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+            output_hidden_states=True,
+            logits_to_keep=1,
+        ).hidden_states[-1]
+        hidden_patches, patch_mask, _ = self._tts_predictions(hidden, input_ids, tts_rows, mel_target_mask)
+        predicted = self.mel_head.step(hidden_patches).patch  # (B, P, F), CMVN space, as generate_speech feeds back
+        frames = self.audio_frontend.norm.denormalize(self.mel_head.to_frames(predicted))[:, : mel_targets.shape[1]]
+        chosen = torch.rand(patch_mask.shape, device=patch_mask.device) < self.config.tts_scheduled_sampling
+        chosen = chosen.repeat_interleave(self.config.tts_frames_per_step, dim=1)[:, : mel_targets.shape[1]]
+        return torch.where((chosen & mel_target_mask)[..., None], frames.to(mel_targets.dtype), mel_targets)
 
     def _embed_generated(self, frames: torch.Tensor) -> torch.Tensor:
         """LLM input for the newest generated patch: log-mel (B, k·r, M) holding the last k = context patches."""

@@ -226,3 +226,75 @@ def test_tts_input_dropout_hits_only_fed_back_patches_in_training(processor, tts
     torch.testing.assert_close(dropped[fed_back][~zeroed], 2 * clean[fed_back][~zeroed])  # inverted dropout scaling
     with pytest.raises(ValueError, match="tts_input_dropout"):
         MelLLMConfig(text_config=tiny_text_config(), tts_head=True, tts_input_dropout=1.0)
+
+
+def test_scheduled_sampling_feeds_back_the_models_own_patches_in_training_only(processor, tts_clips):
+    torch.manual_seed(0)
+    model = build_tiny_model(processor, tts_head={"tts_scheduled_sampling": 1.0})
+    with torch.no_grad():  # a near-deterministic head (σ = e⁻⁵), so a prediction can be recomputed and compared
+        logvar = model.mel_head.latent_proj.bias[model.mel_head.latent_proj.out_features // 2 :]
+        model.mel_head.latent_proj.weight[logvar.numel() :].zero_()
+        logvar.fill_(-10.0)
+    clips, texts = tts_clips
+    tts = processor.tts_inputs(texts[:2], audio=clips[:2], sampling_rate=16_000)
+    fed = []
+    merge = model.merge_audio_embeddings
+    model.merge_audio_embeddings = lambda ids, embeds, features, mask: (
+        fed.append(features) or merge(ids, embeds, features, mask)
+    )
+
+    teacher_forced = model.eval()(**tts)
+    assert len(fed) == 1  # inference and eval: one pass, on the recordings only
+    assert torch.equal(fed[0], tts["mel_targets"])
+
+    fed.clear()
+    scheduled = model.train()(**tts)
+    assert len(fed) == 2
+    assert torch.equal(fed[0], tts["mel_targets"])  # the gradient-free first pass reads the recordings
+    with torch.no_grad():
+        hidden = model.language_model(
+            inputs_embeds=merge(
+                tts["input_ids"],
+                model.get_input_embeddings()(tts["input_ids"]),
+                tts["mel_targets"],
+                tts["mel_target_mask"],
+            ),
+            attention_mask=tts["attention_mask"],
+            output_hidden_states=True,
+        ).hidden_states[-1]
+        patches, _, _ = model._tts_predictions(
+            hidden, tts["input_ids"], tts["mel_target_mask"].any(-1), tts["mel_target_mask"]
+        )
+        own = model.mel_head.to_frames(model.mel_head.step(patches, temperature=0.0).patch)
+        own = model.audio_frontend.norm.denormalize(own)[:, : tts["mel_targets"].shape[1]]
+    real = tts["mel_target_mask"].bool()
+    torch.testing.assert_close(fed[1][real], own[real], atol=0.05, rtol=0)  # p = 1: every patch is the model's own
+    assert (fed[1][real] - tts["mel_targets"][real]).abs().mean() > 0.5
+    assert not torch.isclose(scheduled.tts_loss, teacher_forced.tts_loss)
+    scheduled.loss.backward()
+    assert model.get_input_embeddings().weight.grad.abs().sum() > 0
+
+    with pytest.raises(ValueError, match="tts_scheduled_sampling"):
+        MelLLMConfig(text_config=tiny_text_config(), tts_head=True, tts_scheduled_sampling=1.5)
+
+
+def test_scheduled_sampling_replaces_that_share_of_patches(processor, tts_clips):
+    torch.manual_seed(0)
+    model = build_tiny_model(processor, tts_head={"tts_scheduled_sampling": 0.5}).train()
+    clips, texts = tts_clips
+    tts = processor.tts_inputs(texts * 8, audio=clips * 8, sampling_rate=16_000)
+    fed = []
+    merge = model.merge_audio_embeddings
+    model.merge_audio_embeddings = lambda ids, embeds, features, mask: (
+        fed.append(features) or merge(ids, embeds, features, mask)
+    )
+    model(**tts)
+    frames_per_step = model.config.tts_frames_per_step
+    real = tts["mel_target_mask"].bool()
+    changed = ((fed[1] != tts["mel_targets"]).any(-1) & real)[:, ::frames_per_step]  # one flag per patch
+    share = changed.sum() / real[:, ::frames_per_step].sum()
+    assert 0.35 < share < 0.65
+    unchanged = ~(fed[1] != tts["mel_targets"]).any(-1)
+    for row in range(unchanged.shape[0]):  # a patch is replaced whole or not at all
+        per_patch = unchanged[row, : real[row].sum()].split(frames_per_step)
+        assert all(patch.all() or not patch.any() for patch in per_patch)

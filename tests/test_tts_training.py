@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from modeling_mel_llm import MelLLMConfig
 from tests.test_training import losses_from_log, run_args, small_manifests  # noqa: F401  (fixture)
 from training.arguments import ModelArguments
 from training.data import MelLLMDataCollator, is_tts_example
@@ -94,3 +95,11 @@ def test_asr_checkpoint_learns_to_speak_with_init_from(small_manifests, tmp_path
     assert torch.equal(tts_weights[norm], asr_weights[norm])
     speech = load_tts_pipeline(tmp_path / "tts")("one", max_new_frames=16)
     assert len(speech["audio"]) > 0
+
+    # A speaking checkpoint trains on with new tts_* settings: the weights carry over, the setting changes.
+    more = [*extra, "--tts_config={tts_scheduled_sampling: 0.5}", "--max_steps=1"]
+    main(run_args(small_manifests, tmp_path / "tts_ss", f"--init_from={tmp_path / 'tts'}", *more))
+    config = MelLLMConfig.from_pretrained(tmp_path / "tts_ss")
+    assert config.tts_scheduled_sampling == 0.5
+    assert config.tts_mlp_size == MelLLMConfig.from_pretrained(tmp_path / "tts").tts_mlp_size
+    assert set(load_file(tmp_path / "tts_ss" / "model.safetensors")) == set(tts_weights)

@@ -107,7 +107,7 @@ def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[
     if model_args.init_from:
         processor = MelLLMProcessor.from_pretrained(model_args.init_from)
         config = MelLLMConfig.from_pretrained(model_args.init_from)
-        if model_args.tts_head and not config.tts_head:  # an ASR model learns to speak: only the head starts fresh
+        if model_args.tts_head:  # an ASR model learns to speak (only the head starts fresh), or tts_* settings change
             config = config.with_tts_head(**(model_args.tts_config or {}))
         return processor, MelLLMForSpeechLM.from_pretrained(model_args.init_from, config=config)
     feature_extractor = MelLLMFeatureExtractor(frames_per_patch=model_args.frames_per_patch)
