@@ -13,6 +13,7 @@ ASR_INSTRUCTION = "Transcribe the audio clip into text."  # Phi-4-MM's Open ASR 
 TTS_INSTRUCTION = "Read this text aloud:"  # our choice; the paper's TTS prompt is not known
 CHAT_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>")
 IGNORE_INDEX = -100
+TTS_TEXT_UNITS = ("tokens", "characters")
 
 
 def phi4mm_chat_template(audio_token: str = AUDIO_TOKEN) -> str:
@@ -40,6 +41,9 @@ class MelLLMProcessor(ProcessorMixin):
             defaults to Phi-4-MM's chat format.
         audio_token (`str`, defaults to `"<|audio|>"`): the placeholder token.
         instruction (`str`, defaults to Phi-4-MM's ASR instruction): the prompt used when only audio is given.
+        tts_text_units (`str`, defaults to `"tokens"`): how `tts_inputs` spells the text to speak. `"tokens"`: the
+            tokenizer's own pieces (about one per word with a small BPE). `"characters"`: one token per character,
+            so each 80 ms patch reads about one text token and the text-to-speech alignment is close to one to one.
 
     Example:
 
@@ -58,12 +62,16 @@ class MelLLMProcessor(ProcessorMixin):
         chat_template: str | None = None,
         audio_token: str = AUDIO_TOKEN,
         instruction: str = ASR_INSTRUCTION,
+        tts_text_units: str = "tokens",
     ):
         if chat_template is None:
             chat_template = phi4mm_chat_template(audio_token)
+        if tts_text_units not in TTS_TEXT_UNITS:
+            raise ValueError(f"tts_text_units must be one of {TTS_TEXT_UNITS}, got {tts_text_units!r}.")
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
         self.audio_token = audio_token
         self.instruction = instruction
+        self.tts_text_units = tts_text_units
         self.audio_token_id = tokenizer.convert_tokens_to_ids(audio_token)
         if self.audio_token_id is None or self.audio_token_id == tokenizer.unk_token_id:
             raise ValueError(
@@ -101,6 +109,16 @@ class MelLLMProcessor(ProcessorMixin):
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
         )
 
+    def _tts_prompt_ids(self, text: str, num_patches: int) -> list[int]:
+        """Token ids of the TTS prompt for `text`, spelled as `tts_text_units` says, plus `num_patches` placeholders."""
+        if self.tts_text_units == "tokens":
+            return self._encode(self.build_tts_prompt(text) + self.audio_token * num_patches)
+        marker = "\x00"  # stands in for the text while the chat template renders the rest
+        head, tail = self.build_tts_prompt(marker).split(marker)
+        spelled = [i for char in text.strip() for i in self.tokenizer(char, add_special_tokens=False)["input_ids"]]
+        tail_ids = self.tokenizer(tail, add_special_tokens=False)["input_ids"]
+        return self._encode(head) + spelled + tail_ids + [self.audio_token_id] * num_patches
+
     def tts_inputs(
         self,
         text: str | list[str],
@@ -128,7 +146,7 @@ class MelLLMProcessor(ProcessorMixin):
         for i, item in enumerate(texts):
             if not isinstance(item, str) or not item.strip():
                 raise ValueError(f"text[{i}] is empty or not a string ({item!r}); give the words to speak.")
-        prompts = [self.build_tts_prompt(item) for item in texts]
+        num_patches = [0] * len(texts)
         features = {}
         if audio is not None:
             clips = self.feature_extractor.as_clip_list(audio)
@@ -140,11 +158,9 @@ class MelLLMProcessor(ProcessorMixin):
                 "mel_targets": extracted["input_features"],
                 "mel_target_mask": extracted["input_features_mask"],
             }
-            prompts = [
-                prompt + self.audio_token * self.feature_extractor.num_audio_tokens(len(clip))
-                for prompt, clip in zip(prompts, clips, strict=True)
-            ]
-        batch = self._pad([self._encode(prompt) for prompt in prompts], None, padding_side)
+            num_patches = [self.feature_extractor.num_audio_tokens(len(clip)) for clip in clips]
+        prompt_ids = [self._tts_prompt_ids(item, count) for item, count in zip(texts, num_patches, strict=True)]
+        batch = self._pad(prompt_ids, None, padding_side)
         if audio is not None:
             batch["labels"] = torch.full_like(batch["input_ids"], IGNORE_INDEX)
         return BatchFeature({**batch, **features}, tensor_type="pt")

@@ -79,6 +79,10 @@ class ModelArguments:
         default=None,
         metadata={"help": "other MelLLMConfig tts_* fields, e.g. {tts_kl_weight: 0.1, tts_postnet_channels: 128}"},
     )
+    tts_text_units: str = field(
+        default="tokens",
+        metadata={"help": "how a new processor spells TTS text: tokens | characters (MelLLMProcessor.tts_text_units)"},
+    )
 
 
 @dataclass

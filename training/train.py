@@ -123,7 +123,9 @@ def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[
         text_model_path, gguf_file = resolve_text_model(model_args.text_model, model_args.gguf_file)
         load_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         tokenizer = AutoTokenizer.from_pretrained(text_model_path, **load_kwargs)
-        processor = MelLLMProcessor.from_text_tokenizer(tokenizer, feature_extractor)
+        processor = MelLLMProcessor.from_text_tokenizer(
+            tokenizer, feature_extractor, tts_text_units=model_args.tts_text_units
+        )
         text_model = AutoModelForCausalLM.from_pretrained(
             text_model_path, attn_implementation=model_args.attn_implementation, **load_kwargs
         )
@@ -134,7 +136,9 @@ def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[
     # (spelled out letter by letter, the ASR prompt took 21 of a typical row's ~60 tokens).
     prompts = [ASR_INSTRUCTION, *([TTS_INSTRUCTION] if model_args.tts_head else [])] * len(train_texts)
     tokenizer = build_tokenizer([*DEFAULT_CORPUS, *train_texts, *prompts], vocab_size=model_args.tiny_vocab_size)
-    processor = MelLLMProcessor.from_text_tokenizer(tokenizer, feature_extractor)
+    processor = MelLLMProcessor.from_text_tokenizer(
+        tokenizer, feature_extractor, tts_text_units=model_args.tts_text_units
+    )
     model = build_tiny_model(
         processor,
         family=model_args.tiny_family,
