@@ -97,9 +97,11 @@ class MelLLMConfig(PreTrainedConfig):
             back as TTS input, in training only (Transformer-TTS's pre-net dropout). Continuing the previous patch is
             easy; this makes the model read the text to know what comes next.
         tts_scheduled_sampling (`float`, defaults to 0.0): in training, the probability that a fed-back patch is the
-            model's own prediction from a first, gradient-free teacher-forced pass instead of the recording
-            (two-pass scheduled sampling). A model trained on recordings only drifts when it reads its own smoother
-            output at synthesis; this trains it on that input. Costs one extra forward pass per TTS batch.
+            model's own prediction from a gradient-free teacher-forced pass instead of the recording (parallel
+            scheduled sampling). A model trained on recordings only drifts when it reads its own smoother output at
+            synthesis; this trains it on that input. Costs one extra forward pass per TTS batch and pass.
+        tts_scheduled_sampling_passes (`int`, defaults to 1): gradient-free passes; pass i reads pass i−1's mixture,
+            so fed-back patches can be predictions from predictions, as in free-running synthesis.
         ctc_loss_weight (`float`, defaults to 0.0): weight of an auxiliary CTC loss on the audio positions (not in
             the paper; training only). The LLM's last hidden states over the audio placeholders go through its own
             LM head (no new weights; the audio placeholder token is the CTC blank) and are scored against the
@@ -150,6 +152,7 @@ class MelLLMConfig(PreTrainedConfig):
     tts_stop_pos_weight: float = 20.0
     tts_input_dropout: float = 0.0
     tts_scheduled_sampling: float = 0.0
+    tts_scheduled_sampling_passes: int = 1
     ctc_loss_weight: float = 0.0
     custom_pipelines: dict | None = None
 
@@ -242,6 +245,8 @@ class MelLLMConfig(PreTrainedConfig):
             raise ValueError(f"tts_input_dropout must be within [0, 1), got {self.tts_input_dropout}.")
         if not 0.0 <= self.tts_scheduled_sampling <= 1.0:
             raise ValueError(f"tts_scheduled_sampling must be within [0, 1], got {self.tts_scheduled_sampling}.")
+        if self.tts_scheduled_sampling_passes < 1:
+            raise ValueError(f"tts_scheduled_sampling_passes must be >= 1, got {self.tts_scheduled_sampling_passes}.")
         if self.tts_stop_pos_weight <= 0:
             raise ValueError(f"tts_stop_pos_weight must be positive, got {self.tts_stop_pos_weight}.")
 

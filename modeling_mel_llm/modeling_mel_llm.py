@@ -566,34 +566,39 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         self, input_ids, input_features, input_features_mask, attention_mask, mel_targets, mel_target_mask
     ) -> torch.Tensor:
         """
-        Scheduled sampling for TTS, in two passes (Duckworth et al., 2019, "Parallel Scheduled Sampling"): a
-        teacher-forced pass without gradients predicts every patch, then each fed-back patch is replaced by that
-        prediction with probability `tts_scheduled_sampling`. The model thus learns to continue from its own,
-        smoother output, which is what it reads when it speaks, instead of from the recordings only.
+        Scheduled sampling for TTS (Duckworth et al., 2019, "Parallel Scheduled Sampling"): a teacher-forced pass
+        without gradients predicts every patch, then each fed-back patch is replaced by that prediction with
+        probability `tts_scheduled_sampling`. With `tts_scheduled_sampling_passes` = k, pass i reads pass i−1's
+        mixture, so a prediction may rest on up to k generations of the model's own output. The model thus learns to
+        continue from its own, smoother output, which is what it reads when it speaks, not from recordings only.
         Returns log-mel frames shaped like `mel_targets` to feed back; the loss keeps the real targets.
         """
         tts_rows = mel_target_mask.any(-1)
-        features, features_mask = self._with_tts_features(
-            input_features, input_features_mask, mel_targets, mel_target_mask
-        )
-        embeds = self.merge_audio_embeddings(
-            input_ids, self.get_input_embeddings()(input_ids), features, features_mask
-        )
         position_ids = positions_from_mask(attention_mask) if attention_mask is not None else None
-        hidden = self.language_model(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=False,
-            output_hidden_states=True,
-            logits_to_keep=1,
-        ).hidden_states[-1]
-        hidden_patches, patch_mask, _ = self._tts_predictions(hidden, input_ids, tts_rows, mel_target_mask)
-        predicted = self.mel_head.step(hidden_patches).patch  # (B, P, F), CMVN space, as generate_speech feeds back
-        frames = self.audio_frontend.norm.denormalize(self.mel_head.to_frames(predicted))[:, : mel_targets.shape[1]]
-        chosen = torch.rand(patch_mask.shape, device=patch_mask.device) < self.config.tts_scheduled_sampling
-        chosen = chosen.repeat_interleave(self.config.tts_frames_per_step, dim=1)[:, : mel_targets.shape[1]]
-        return torch.where((chosen & mel_target_mask)[..., None], frames.to(mel_targets.dtype), mel_targets)
+        fed_back = mel_targets
+        for _ in range(self.config.tts_scheduled_sampling_passes):
+            features, features_mask = self._with_tts_features(
+                input_features, input_features_mask, fed_back, mel_target_mask
+            )
+            embeds = self.merge_audio_embeddings(
+                input_ids, self.get_input_embeddings()(input_ids), features, features_mask
+            )
+            hidden = self.language_model(
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=False,
+                output_hidden_states=True,
+                logits_to_keep=1,
+            ).hidden_states[-1]
+            hidden_patches, patch_mask, _ = self._tts_predictions(hidden, input_ids, tts_rows, mel_target_mask)
+            predicted = self.mel_head.step(hidden_patches).patch  # (B, P, F) CMVN space, what generate_speech feeds
+            frames = self.audio_frontend.norm.denormalize(self.mel_head.to_frames(predicted))
+            chosen = torch.rand(patch_mask.shape, device=patch_mask.device) < self.config.tts_scheduled_sampling
+            chosen = chosen.repeat_interleave(self.config.tts_frames_per_step, dim=1)[:, : mel_targets.shape[1]]
+            replace = (chosen & mel_target_mask)[..., None]
+            fed_back = torch.where(replace, frames[:, : mel_targets.shape[1]].to(mel_targets.dtype), mel_targets)
+        return fed_back
 
     def _embed_generated(self, frames: torch.Tensor) -> torch.Tensor:
         """LLM input for the newest generated patch: log-mel (B, k·r, M) holding the last k = context patches."""

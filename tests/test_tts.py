@@ -228,20 +228,41 @@ def test_tts_input_dropout_hits_only_fed_back_patches_in_training(processor, tts
         MelLLMConfig(text_config=tiny_text_config(), tts_head=True, tts_input_dropout=1.0)
 
 
-def test_scheduled_sampling_feeds_back_the_models_own_patches_in_training_only(processor, tts_clips):
+def _record_fed_back_features(model) -> list[torch.Tensor]:
+    """The log-mel each forward pass feeds through the audio path, in call order."""
+    fed, merge = [], model.merge_audio_embeddings
+    model.merge_audio_embeddings = lambda ids, embeds, features, mask: (
+        fed.append(features) or merge(ids, embeds, features, mask)
+    )
+    return fed
+
+
+def _own_prediction(model, tts, fed_back: torch.Tensor) -> torch.Tensor:
+    """The model's mean prediction of every patch when `fed_back` frames are its audio input, as log-mel frames."""
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(tts["input_ids"])
+        embeds = type(model).merge_audio_embeddings(model, tts["input_ids"], embeds, fed_back, tts["mel_target_mask"])
+        hidden = model.language_model(
+            inputs_embeds=embeds, attention_mask=tts["attention_mask"], output_hidden_states=True
+        ).hidden_states[-1]
+        mask = tts["mel_target_mask"]
+        patches, _, _ = model._tts_predictions(hidden, tts["input_ids"], mask.any(-1), mask)
+        frames = model.mel_head.to_frames(model.mel_head.step(patches, temperature=0.0).patch)
+        return model.audio_frontend.norm.denormalize(frames)[:, : fed_back.shape[1]]
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_scheduled_sampling_feeds_back_the_models_own_patches_in_training_only(processor, tts_clips, passes):
     torch.manual_seed(0)
-    model = build_tiny_model(processor, tts_head={"tts_scheduled_sampling": 1.0})
+    fields = {"tts_scheduled_sampling": 1.0, "tts_scheduled_sampling_passes": passes}
+    model = build_tiny_model(processor, tts_head=fields)
     with torch.no_grad():  # a near-deterministic head (σ = e⁻⁵), so a prediction can be recomputed and compared
         logvar = model.mel_head.latent_proj.bias[model.mel_head.latent_proj.out_features // 2 :]
         model.mel_head.latent_proj.weight[logvar.numel() :].zero_()
         logvar.fill_(-10.0)
     clips, texts = tts_clips
     tts = processor.tts_inputs(texts[:2], audio=clips[:2], sampling_rate=16_000)
-    fed = []
-    merge = model.merge_audio_embeddings
-    model.merge_audio_embeddings = lambda ids, embeds, features, mask: (
-        fed.append(features) or merge(ids, embeds, features, mask)
-    )
+    fed = _record_fed_back_features(model)
 
     teacher_forced = model.eval()(**tts)
     assert len(fed) == 1  # inference and eval: one pass, on the recordings only
@@ -249,33 +270,23 @@ def test_scheduled_sampling_feeds_back_the_models_own_patches_in_training_only(p
 
     fed.clear()
     scheduled = model.train()(**tts)
-    assert len(fed) == 2
-    assert torch.equal(fed[0], tts["mel_targets"])  # the gradient-free first pass reads the recordings
-    with torch.no_grad():
-        hidden = model.language_model(
-            inputs_embeds=merge(
-                tts["input_ids"],
-                model.get_input_embeddings()(tts["input_ids"]),
-                tts["mel_targets"],
-                tts["mel_target_mask"],
-            ),
-            attention_mask=tts["attention_mask"],
-            output_hidden_states=True,
-        ).hidden_states[-1]
-        patches, _, _ = model._tts_predictions(
-            hidden, tts["input_ids"], tts["mel_target_mask"].any(-1), tts["mel_target_mask"]
-        )
-        own = model.mel_head.to_frames(model.mel_head.step(patches, temperature=0.0).patch)
-        own = model.audio_frontend.norm.denormalize(own)[:, : tts["mel_targets"].shape[1]]
+    assert len(fed) == passes + 1
+    assert torch.equal(fed[0], tts["mel_targets"])  # the first gradient-free pass reads the recordings
     real = tts["mel_target_mask"].bool()
-    torch.testing.assert_close(fed[1][real], own[real], atol=0.05, rtol=0)  # p = 1: every patch is the model's own
-    assert (fed[1][real] - tts["mel_targets"][real]).abs().mean() > 0.5
+    for i in range(1, passes + 1):  # p = 1: every patch pass i reads is the model's own, from pass i − 1's input
+        own = _own_prediction(model, tts, fed[i - 1])
+        torch.testing.assert_close(fed[i][real], own[real], atol=0.05, rtol=0)
+    assert (fed[-1][real] - tts["mel_targets"][real]).abs().mean() > 0.5
+    if passes == 2:
+        assert (fed[2][real] - fed[1][real]).abs().mean() > 0.05  # predictions from predictions differ
     assert not torch.isclose(scheduled.tts_loss, teacher_forced.tts_loss)
     scheduled.loss.backward()
     assert model.get_input_embeddings().weight.grad.abs().sum() > 0
 
-    with pytest.raises(ValueError, match="tts_scheduled_sampling"):
+    with pytest.raises(ValueError, match="tts_scheduled_sampling must be"):
         MelLLMConfig(text_config=tiny_text_config(), tts_head=True, tts_scheduled_sampling=1.5)
+    with pytest.raises(ValueError, match="tts_scheduled_sampling_passes"):
+        MelLLMConfig(text_config=tiny_text_config(), tts_head=True, tts_scheduled_sampling_passes=0)
 
 
 def test_scheduled_sampling_replaces_that_share_of_patches(processor, tts_clips):
@@ -283,11 +294,7 @@ def test_scheduled_sampling_replaces_that_share_of_patches(processor, tts_clips)
     model = build_tiny_model(processor, tts_head={"tts_scheduled_sampling": 0.5}).train()
     clips, texts = tts_clips
     tts = processor.tts_inputs(texts * 8, audio=clips * 8, sampling_rate=16_000)
-    fed = []
-    merge = model.merge_audio_embeddings
-    model.merge_audio_embeddings = lambda ids, embeds, features, mask: (
-        fed.append(features) or merge(ids, embeds, features, mask)
-    )
+    fed = _record_fed_back_features(model)
     model(**tts)
     frames_per_step = model.config.tts_frames_per_step
     real = tts["mel_target_mask"].bool()
