@@ -6,7 +6,9 @@
 Sentences: the synthetic corpus's held-out split by default (texts never seen in training; the espeak recording of
 each is the reference). Metrics:
 - WER/CER of the synthesised audio transcribed by `--asr-model` (default: the same checkpoint), Whisper-normalised.
-  For scale, the same ASR also transcribes the references and the vocoded reference mels (the vocoder's floor).
+  For scale, the same ASR also transcribes the references and the vocoded reference mels (the vocoder's floor),
+  and the model's teacher-forced predictions (each patch from the recorded ones before it): far better than the
+  synthesised speech means the model reads the text but drifts on its own output.
 - mel L1 (log-mel, natural log) and MCD (dB; 13 cepstra from a DCT of the 80-bin log-mel, c0 dropped) after DTW
   alignment, since predicted and reference clips differ in length. Not SPTK mel-cepstra, so compare MCD only
   between runs of this script, not with published numbers.
@@ -105,6 +107,21 @@ def synthesise(model, processor, vocoder, texts: list[str], args) -> list[dict]:
     return outputs
 
 
+def teacher_forced(model, processor, vocoder, texts: list[str], clips: list[np.ndarray], batch_size: int) -> list:
+    """Waveforms of `MelLLMForSpeechLM.teacher_forced_speech`: each patch predicted from the recorded ones before it."""
+    rate = processor.feature_extractor.sampling_rate
+    outputs = []
+    for start in range(0, len(texts), batch_size):
+        batch = processor.tts_inputs(
+            texts[start : start + batch_size], audio=clips[start : start + batch_size], sampling_rate=rate
+        )
+        with torch.inference_mode():
+            speech = model.teacher_forced_speech(**batch)
+            pairs = zip(speech.mel_features, speech.mel_lengths, strict=True)
+            outputs += [vocoder(mel[:length]).numpy() for mel, length in pairs]
+    return outputs
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Mel-LLM folder with a TTS head")
@@ -148,6 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
     synthesised = asr_scores(asr, asr_processor, [o["audio"] for o in outputs], texts, args.batch_size)
     on_references = asr_scores(asr, asr_processor, references, texts, args.batch_size)
     on_vocoded = asr_scores(asr, asr_processor, vocoded, texts, args.batch_size)
+    forced = teacher_forced(model, processor, vocoder, texts, references, args.batch_size)
+    on_forced = asr_scores(asr, asr_processor, forced, texts, args.batch_size)
     distances = [mel_distances(o["mel"], r.numpy()) for o, r in zip(outputs, reference_mels, strict=True)]
     audio_seconds = sum(len(o["audio"]) for o in outputs) / extractor.sampling_rate
 
@@ -169,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cer": synthesised["cer"],
         "asr_on_references": {k: on_references[k] for k in ("wer", "cer")},
         "asr_on_vocoded_references": {k: on_vocoded[k] for k in ("wer", "cer")},
+        "asr_on_teacher_forced": {k: on_forced[k] for k in ("wer", "cer")},
         "mel_l1": round(float(np.mean([d[0] for d in distances])), 3),
         "mcd_db": round(float(np.mean([d[1] for d in distances])), 2),
         "stop_rate": round(float(np.mean([o["stopped"] for o in outputs])), 3),
@@ -183,6 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"| synthesised ({result['vocoder']}) | {result['wer']} | {result['cer']} |",
             f"| espeak references | {on_references['wer']} | {on_references['cer']} |",
             f"| vocoded reference mels | {on_vocoded['wer']} | {on_vocoded['cer']} |",
+            f"| teacher-forced predictions (recorded previous patches) | {on_forced['wer']} | {on_forced['cer']} |",
             "",
             f"mel L1 {result['mel_l1']} (log-mel, DTW), MCD {result['mcd_db']} dB, stop rate {result['stop_rate']}, "
             f"{len(texts)} sentences, synthesis RTFx {result['synthesis_rtfx']}",

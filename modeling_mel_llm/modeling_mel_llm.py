@@ -712,6 +712,60 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         mel = norm.denormalize(frames).masked_fill(~mask[..., None], 0.0)[:, : int(lengths.max())]
         return MelLLMSpeechOutput(mel_features=mel, mel_lengths=lengths, stop_probabilities=torch.stack(stops, 1))
 
+    @torch.no_grad()
+    def teacher_forced_speech(
+        self,
+        input_ids: torch.LongTensor,
+        mel_targets: torch.Tensor,
+        mel_target_mask: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> MelLLMSpeechOutput:
+        r"""
+        Every patch of the recorded speech predicted (at the latent mean) from the text and the recorded patches
+        before it, then post-net refined: what the model would say if it never drifted. A diagnostic, not
+        synthesis: intelligible here but not from `generate_speech` means the model reads the text but loses its
+        way on its own output (`benchmarks/tts_eval.py` reports both).
+
+        Args:
+            input_ids, mel_targets, mel_target_mask, attention_mask: TTS training inputs,
+                `MelLLMProcessor.tts_inputs(texts, audio=clips, ...)`; other keys are ignored.
+
+        Returns:
+            [`MelLLMSpeechOutput`] with `mel_features` (B, T, M) shaped like `mel_targets`, `mel_lengths` (B,) the
+            recorded lengths, and `stop_probabilities` (B, P) of every patch.
+        """
+        if self.mel_head is None:
+            raise ValueError("This model has no TTS head (config.tts_head=False), so it cannot predict speech.")
+        if mel_target_mask is None:
+            mel_target_mask = torch.ones(mel_targets.shape[:2], dtype=torch.bool, device=mel_targets.device)
+        mel_target_mask = mel_target_mask.bool()
+        was_training = self.training
+        self.eval()  # no scheduled sampling or dropout: the recorded patches, as they are
+        try:
+            outputs = self(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                mel_targets=mel_targets,
+                mel_target_mask=mel_target_mask,
+                use_cache=False,
+                logits_to_keep=1,
+            )
+        finally:
+            self.train(was_training)
+        hidden = outputs.hidden_states[-1]
+        hidden_patches, _, frame_mask = self._tts_predictions(
+            hidden, input_ids, mel_target_mask.any(-1), mel_target_mask
+        )
+        step = self.mel_head.step(hidden_patches, temperature=0.0)
+        frames = self.mel_head.refine_spectrogram(self.mel_head.to_frames(step.patch), frame_mask)
+        mel = self.audio_frontend.norm.denormalize(frames)[:, : mel_targets.shape[1]]
+        return MelLLMSpeechOutput(
+            mel_features=mel.masked_fill(~mel_target_mask[..., None], 0.0),
+            mel_lengths=mel_target_mask.sum(-1),
+            stop_probabilities=torch.sigmoid(step.stop_logit.float()),
+        )
+
     def _check_length(self, inputs_embeds: torch.Tensor, past_key_values) -> None:
         """A prompt past the backbone's context gives silent garbage with RoPE models; refuse it instead."""
         limit = getattr(self.config.text_config, "max_position_embeddings", None)

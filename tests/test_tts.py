@@ -69,6 +69,34 @@ def test_generated_mel_is_close_to_the_learned_clip_in_log_mel_scale(tts_model, 
     assert (generated - reference).abs().mean() < 0.25 * (reference - reference.mean(0)).abs().mean()
 
 
+def test_teacher_forced_speech_predicts_each_patch_from_the_recorded_ones_before_it(tts_model, processor, tts_clips):
+    model, _ = tts_model
+    clips, texts = tts_clips
+    tts = processor.tts_inputs(texts, audio=clips, sampling_rate=16_000)
+    model.train()  # the diagnostic runs in eval mode and gives the mode back
+    speech = model.teacher_forced_speech(**tts)
+    assert model.training
+    model.eval()
+    targets, mask = tts["mel_targets"], tts["mel_target_mask"].bool()
+    assert speech.mel_features.shape == targets.shape
+    assert speech.mel_lengths.tolist() == mask.sum(-1).tolist()
+    assert (speech.mel_features[~mask] == 0).all()
+    spread = (targets[mask] - targets[mask].mean(0)).abs().mean()
+    assert (speech.mel_features[mask] - targets[mask]).abs().mean() < 0.25 * spread  # the overfit clips come back
+
+    patch, k = model.config.tts_frames_per_step, 2  # change the recording from patch k on
+    changed = targets.clone()
+    changed[:, k * patch :] += 3.0
+    after = model.teacher_forced_speech(**{**tts, "mel_targets": changed})
+    margin = model.config.tts_postnet_layers * (model.config.tts_postnet_kernel // 2)  # the post-net's reach
+    unchanged_until = (k + 1) * patch - margin  # patches 0..k are predicted from recorded patches before k
+    torch.testing.assert_close(after.mel_features[:, :unchanged_until], speech.mel_features[:, :unchanged_until])
+    later = mask.clone()
+    later[:, : (k + 1) * patch] = False  # real frames of patches k + 1 on: predicted from the changed recording
+    assert later.any()
+    assert (after.mel_features - speech.mel_features)[later].abs().mean(-1).min() > 1e-3  # every such frame moves
+
+
 def test_batched_equals_unbatched_with_seed(tts_model, processor):
     model, _ = tts_model
     texts = ["one two three four", "zero"]

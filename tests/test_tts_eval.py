@@ -37,6 +37,9 @@ def test_tts_eval_runs_on_a_saved_model(tts_dir, tmp_path):
     assert (out.parent / "sample_0.wav").stat().st_size > 1000
     assert (out.parent / "sample_0.png").stat().st_size > 1000
     assert "synthesised" in saved["table"]
+    assert set(result["asr_on_teacher_forced"]) == {"wer", "cer"}
+    assert result["asr_on_teacher_forced"]["cer"] >= 0
+    assert "teacher-forced predictions" in saved["table"]
 
 
 def test_mcd_of_a_single_cepstral_ripple():
