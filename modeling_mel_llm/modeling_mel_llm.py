@@ -583,14 +583,7 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             embeds = self.merge_audio_embeddings(
                 input_ids, self.get_input_embeddings()(input_ids), features, features_mask
             )
-            hidden = self.language_model(
-                inputs_embeds=embeds,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                use_cache=False,
-                output_hidden_states=True,
-                logits_to_keep=1,
-            ).hidden_states[-1]
+            hidden = self._final_hidden(embeds, attention_mask, position_ids)
             hidden_patches, patch_mask, _ = self._tts_predictions(hidden, input_ids, tts_rows, mel_target_mask)
             predicted = self.mel_head.step(hidden_patches).patch  # (B, P, F) CMVN space, what generate_speech feeds
             frames = self.audio_frontend.norm.denormalize(self.mel_head.to_frames(predicted))
@@ -605,20 +598,20 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         embeds, _ = self.get_audio_features(frames)
         return embeds[:, -1:]  # (B, 1, D)
 
-    def _last_hidden(
-        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, cache
+    def _final_hidden(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None, position_ids, cache=None
     ) -> torch.Tensor:
-        """One cached LLM pass; the last position's final hidden state (B, D), which the mel head reads."""
+        """One LLM pass, cached when `cache` is given; the final hidden states (B, L, D), which the mel head reads."""
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
             past_key_values=cache,
-            use_cache=True,
+            use_cache=cache is not None,
             output_hidden_states=True,
             logits_to_keep=1,
         )
-        return outputs.hidden_states[-1][:, -1]
+        return outputs.hidden_states[-1]
 
     @torch.no_grad()
     def generate_speech(
@@ -679,7 +672,7 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             generators = [torch.Generator(device=device).manual_seed(seed) for _ in range(batch)]
         position_ids = positions_from_mask(attention_mask)
         cache = DynamicCache(config=self.config.text_config)
-        hidden = self._last_hidden(self.get_input_embeddings()(input_ids), attention_mask, position_ids, cache)
+        hidden = self._final_hidden(self.get_input_embeddings()(input_ids), attention_mask, position_ids, cache)[:, -1]
         latent_size = self.mel_head.latent_proj.out_features // 2
         norm, context = self.audio_frontend.norm, self.audio_frontend.context_patches
         patches, stops = [], []
@@ -704,7 +697,7 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             embeds = self._embed_generated(norm.denormalize(recent))  # (B, 1, D)
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
             position_ids = position_ids[:, -1:] + 1
-            hidden = self._last_hidden(embeds.to(hidden.dtype), attention_mask, position_ids, cache)
+            hidden = self._final_hidden(embeds.to(hidden.dtype), attention_mask, position_ids, cache)[:, -1]
         lengths = lengths.clamp(max=max_new_frames)
         frames = self.mel_head.to_frames(torch.stack(patches, 1))  # (B, S·r, M)
         mask = torch.arange(frames.shape[1], device=device)[None, :] < lengths[:, None]
