@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_mel_llm import MelLLMConfig
 from .conformer_mel_llm import MelLLMConformerEncoder, Phi4MultimodalAudioGluPointWiseConv
-from .mel_head import MelLLMMelHead
+from .mel_head import MelHeadStep, MelLLMMelHead
 
 
 DEFAULT_MAX_NEW_TOKENS = 512  # the Open ASR leaderboard's Phi-4-MM setting
@@ -561,6 +561,28 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         step = self.mel_head.step(hidden_patches)
         return self.mel_head.loss(step, target_patches, frame_mask, stop_targets, self.config)
 
+    def _predict_patches(
+        self, input_ids, input_features, input_features_mask, attention_mask, fed_back, mel_target_mask, temperature
+    ) -> tuple[MelHeadStep, torch.Tensor, torch.Tensor]:
+        """
+        One LLM pass with `fed_back` log-mel frames as the TTS rows' audio input: the mel head's step for every
+        patch (each predicted from the text and the fed-back patches before it), with the (B, P) patch mask and the
+        (B, P·r) frame mask.
+        """
+        features, features_mask = self._with_tts_features(
+            input_features, input_features_mask, fed_back, mel_target_mask
+        )
+        embeds = self.merge_audio_embeddings(
+            input_ids, self.get_input_embeddings()(input_ids), features, features_mask
+        )
+        self._check_length(embeds, None)
+        position_ids = positions_from_mask(attention_mask) if attention_mask is not None else None
+        hidden = self._final_hidden(embeds, attention_mask, position_ids)
+        hidden_patches, patch_mask, frame_mask = self._tts_predictions(
+            hidden, input_ids, mel_target_mask.any(-1), mel_target_mask
+        )
+        return self.mel_head.step(hidden_patches, temperature=temperature), patch_mask, frame_mask
+
     @torch.no_grad()
     def _mix_in_own_predictions(
         self, input_ids, input_features, input_features_mask, attention_mask, mel_targets, mel_target_mask
@@ -573,22 +595,14 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         continue from its own, smoother output, which is what it reads when it speaks, not from recordings only.
         Returns log-mel frames shaped like `mel_targets` to feed back; the loss keeps the real targets.
         """
-        tts_rows = mel_target_mask.any(-1)
-        position_ids = positions_from_mask(attention_mask) if attention_mask is not None else None
-        fed_back = mel_targets
+        fed_back, frames_per_step = mel_targets, self.config.tts_frames_per_step
         for _ in range(self.config.tts_scheduled_sampling_passes):
-            features, features_mask = self._with_tts_features(
-                input_features, input_features_mask, fed_back, mel_target_mask
+            step, patch_mask, _ = self._predict_patches(
+                input_ids, input_features, input_features_mask, attention_mask, fed_back, mel_target_mask, 1.0
             )
-            embeds = self.merge_audio_embeddings(
-                input_ids, self.get_input_embeddings()(input_ids), features, features_mask
-            )
-            hidden = self._final_hidden(embeds, attention_mask, position_ids)
-            hidden_patches, patch_mask, _ = self._tts_predictions(hidden, input_ids, tts_rows, mel_target_mask)
-            predicted = self.mel_head.step(hidden_patches).patch  # (B, P, F) CMVN space, what generate_speech feeds
-            frames = self.audio_frontend.norm.denormalize(self.mel_head.to_frames(predicted))
+            frames = self.audio_frontend.norm.denormalize(self.mel_head.to_frames(step.patch))  # what generation feeds
             chosen = torch.rand(patch_mask.shape, device=patch_mask.device) < self.config.tts_scheduled_sampling
-            chosen = chosen.repeat_interleave(self.config.tts_frames_per_step, dim=1)[:, : mel_targets.shape[1]]
+            chosen = chosen.repeat_interleave(frames_per_step, dim=1)[:, : mel_targets.shape[1]]
             replace = (chosen & mel_target_mask)[..., None]
             fed_back = torch.where(replace, frames[:, : mel_targets.shape[1]].to(mel_targets.dtype), mel_targets)
         return fed_back
@@ -734,23 +748,13 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             mel_target_mask = torch.ones(mel_targets.shape[:2], dtype=torch.bool, device=mel_targets.device)
         mel_target_mask = mel_target_mask.bool()
         was_training = self.training
-        self.eval()  # no scheduled sampling or dropout: the recorded patches, as they are
+        self.eval()  # no dropout in the backbone: the recorded patches, as they are
         try:
-            outputs = self(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                mel_targets=mel_targets,
-                mel_target_mask=mel_target_mask,
-                use_cache=False,
-                logits_to_keep=1,
+            step, _, frame_mask = self._predict_patches(
+                input_ids, None, None, attention_mask, mel_targets, mel_target_mask, 0.0
             )
         finally:
             self.train(was_training)
-        hidden = outputs.hidden_states[-1]
-        hidden_patches, _, frame_mask = self._tts_predictions(
-            hidden, input_ids, mel_target_mask.any(-1), mel_target_mask
-        )
-        step = self.mel_head.step(hidden_patches, temperature=0.0)
         frames = self.mel_head.refine_spectrogram(self.mel_head.to_frames(step.patch), frame_mask)
         mel = self.audio_frontend.norm.denormalize(frames)[:, : mel_targets.shape[1]]
         return MelLLMSpeechOutput(
