@@ -124,10 +124,10 @@ def run_sweep(
     running: dict[str, tuple[subprocess.Popen, float, object, list[list[str]]]] = {}
     rows: dict[str, dict] = {}
 
-    def start(name: str, commands: list[list[str]], started: float, mode: str) -> None:
+    def start(name: str, steps: list[list[str]], started: float, mode: str) -> None:
         log = open(runs_root / name / "train.log", mode)  # noqa: SIM115 (closed when the process ends)
-        process = subprocess.Popen(commands[0], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        running[name] = (process, started, log, commands[1:])
+        process = subprocess.Popen(steps[0], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        running[name] = (process, started, log, steps[1:])
 
     while pending or running:
         while pending and len(running) < parallel:

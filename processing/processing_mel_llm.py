@@ -115,7 +115,8 @@ class MelLLMProcessor(ProcessorMixin):
             return self._encode(self.build_tts_prompt(text) + self.audio_token * num_patches)
         marker = "\x00"  # stands in for the text while the chat template renders the rest
         head, tail = self.build_tts_prompt(marker).split(marker)
-        spelled = [i for char in text.strip() for i in self.tokenizer(char, add_special_tokens=False)["input_ids"]]
+        per_char = self.tokenizer(list(text.strip()), add_special_tokens=False)["input_ids"]
+        spelled = [i for ids in per_char for i in ids]
         tail_ids = self.tokenizer(tail, add_special_tokens=False)["input_ids"]
         return self._encode(head) + spelled + tail_ids + [self.audio_token_id] * num_patches
 
