@@ -103,3 +103,13 @@ def test_asr_checkpoint_learns_to_speak_with_init_from(small_manifests, tmp_path
     assert config.tts_scheduled_sampling == 0.5
     assert config.tts_mlp_size == MelLLMConfig.from_pretrained(tmp_path / "tts").tts_mlp_size
     assert set(load_file(tmp_path / "tts_ss" / "model.safetensors")) == set(tts_weights)
+    with pytest.raises(ValueError, match="spells TTS text as 'tokens'"):  # not silently ignored
+        main(
+            run_args(
+                small_manifests,
+                tmp_path / "chars",
+                f"--init_from={tmp_path / 'tts'}",
+                *more,
+                "--tts_text_units=characters",
+            )
+        )

@@ -79,9 +79,12 @@ class ModelArguments:
         default=None,
         metadata={"help": "other MelLLMConfig tts_* fields, e.g. {tts_kl_weight: 0.1, tts_postnet_channels: 128}"},
     )
-    tts_text_units: str = field(
-        default="tokens",
-        metadata={"help": "how a new processor spells TTS text: tokens | characters (MelLLMProcessor.tts_text_units)"},
+    tts_text_units: str | None = field(
+        default=None,
+        metadata={
+            "help": "how TTS text is spelled: tokens | characters (MelLLMProcessor.tts_text_units); a new processor "
+            "defaults to tokens, --init_from keeps the saved one"
+        },
     )
 
 

@@ -106,6 +106,11 @@ def build_processor_and_model(
 def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[MelLLMProcessor, MelLLMForSpeechLM]:
     if model_args.init_from:
         processor = MelLLMProcessor.from_pretrained(model_args.init_from)
+        if model_args.tts_text_units not in (None, processor.tts_text_units):
+            raise ValueError(
+                f"{model_args.init_from} spells TTS text as {processor.tts_text_units!r}, and its model learned that; "
+                f"--tts_text_units={model_args.tts_text_units} needs a new model (drop --init_from or the flag)."
+            )
         config = MelLLMConfig.from_pretrained(model_args.init_from)
         if model_args.tts_head:  # an ASR model learns to speak (only the head starts fresh), or tts_* settings change
             config = config.with_tts_head(**(model_args.tts_config or {}))
@@ -124,7 +129,7 @@ def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[
         load_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         tokenizer = AutoTokenizer.from_pretrained(text_model_path, **load_kwargs)
         processor = MelLLMProcessor.from_text_tokenizer(
-            tokenizer, feature_extractor, tts_text_units=model_args.tts_text_units
+            tokenizer, feature_extractor, tts_text_units=model_args.tts_text_units or "tokens"
         )
         text_model = AutoModelForCausalLM.from_pretrained(
             text_model_path, attn_implementation=model_args.attn_implementation, **load_kwargs
@@ -137,7 +142,7 @@ def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[
     prompts = [ASR_INSTRUCTION, *([TTS_INSTRUCTION] if model_args.tts_head else [])] * len(train_texts)
     tokenizer = build_tokenizer([*DEFAULT_CORPUS, *train_texts, *prompts], vocab_size=model_args.tiny_vocab_size)
     processor = MelLLMProcessor.from_text_tokenizer(
-        tokenizer, feature_extractor, tts_text_units=model_args.tts_text_units
+        tokenizer, feature_extractor, tts_text_units=model_args.tts_text_units or "tokens"
     )
     model = build_tiny_model(
         processor,
