@@ -107,13 +107,22 @@ def synthesise(model, processor, vocoder, texts: list[str], args) -> list[dict]:
     return outputs
 
 
-def teacher_forced(model, processor, vocoder, texts: list[str], clips: list[np.ndarray], batch_size: int) -> list:
-    """Waveforms of `MelLLMForSpeechLM.teacher_forced_speech`: each patch predicted from the recorded ones before it."""
+def teacher_forced(
+    model, processor, vocoder, texts: list[str], clips: list[np.ndarray], batch_size: int, word_starts=None
+) -> list:
+    """
+    Waveforms of `MelLLMForSpeechLM.teacher_forced_speech`: each patch predicted from the recorded ones before it
+    (`word_starts`, from the manifest, place the words for a processor that interleaves words and speech).
+    """
     rate = processor.feature_extractor.sampling_rate
     outputs = []
     for start in range(0, len(texts), batch_size):
+        chunk = slice(start, start + batch_size)
         batch = processor.tts_inputs(
-            texts[start : start + batch_size], audio=clips[start : start + batch_size], sampling_rate=rate
+            texts[chunk],
+            audio=clips[chunk],
+            sampling_rate=rate,
+            word_starts=word_starts[chunk] if processor.tts_interleave_words else None,
         )
         with torch.inference_mode():
             speech = model.teacher_forced_speech(**batch)
@@ -165,7 +174,10 @@ def main(argv: list[str] | None = None) -> dict:
     synthesised = asr_scores(asr, asr_processor, [o["audio"] for o in outputs], texts, args.batch_size)
     on_references = asr_scores(asr, asr_processor, references, texts, args.batch_size)
     on_vocoded = asr_scores(asr, asr_processor, vocoded, texts, args.batch_size)
-    forced = teacher_forced(model, processor, vocoder, texts, references, args.batch_size)
+    word_starts = [u.metadata.get("word_starts") for u in utterances]
+    if processor.tts_interleave_words and None in word_starts:
+        raise ValueError(f"{manifest} has no word_starts, which the teacher-forced check of this model needs.")
+    forced = teacher_forced(model, processor, vocoder, texts, references, args.batch_size, word_starts)
     on_forced = asr_scores(asr, asr_processor, forced, texts, args.batch_size)
     distances = [mel_distances(o["mel"], r.numpy()) for o, r in zip(outputs, reference_mels, strict=True)]
     audio_seconds = sum(len(o["audio"]) for o in outputs) / extractor.sampling_rate

@@ -7,6 +7,7 @@ from transformers.configuration_utils import SubConfigSpec
 
 FRONTENDS = ("stack", "conv", "encoder")
 PROJECTOR_TYPES = ("linear", "mlp")
+UTTERANCE_NORMS = ("none", "mean", "meanvar")
 AUTO_MAP = {
     "AutoConfig": "configuration_mel_llm.MelLLMConfig",
     "AutoModel": "modeling_mel_llm.MelLLMForSpeechLM",
@@ -66,6 +67,11 @@ class MelLLMConfig(PreTrainedConfig):
         encoder_chunk_length (`int`, defaults to 500):
             Tokens attend only within blocks of this many tokens (40 s at 80 ms per token), as Phi-4-MM processes
             long audio in 500-token chunks.
+        utterance_norm (`str`, defaults to `"none"`):
+            Per-clip normalisation of the log-mel after the global one: `"mean"` subtracts each clip's per-bin mean
+            over its real frames (cepstral mean normalisation: a voice's or channel's fixed spectral tilt and the
+            recording level drop out), `"meanvar"` also divides by its per-bin standard deviation. ASR only: a
+            spoken patch is fed back alone, with no clip to normalise over.
         audio_token_id (`int`, *optional*):
             Id of the audio placeholder token in the backbone vocabulary; each placeholder receives one audio patch.
         projector_bias (`bool`, defaults to `True`):
@@ -129,6 +135,7 @@ class MelLLMConfig(PreTrainedConfig):
     frames_per_patch: int = 8
     conv_channels: int = 1024
     conv_output_size: int = 1024
+    utterance_norm: str = "none"
     audio_token_id: int | None = None
     projector_bias: bool = True
     projector_type: str = "linear"
@@ -174,6 +181,10 @@ class MelLLMConfig(PreTrainedConfig):
         """Fail early with the field name and the fix, not deep inside the model."""
         if self.frontend not in FRONTENDS:
             raise ValueError(f"frontend={self.frontend!r} is not supported; choose one of {FRONTENDS}.")
+        if self.utterance_norm not in UTTERANCE_NORMS:
+            raise ValueError(
+                f"utterance_norm={self.utterance_norm!r} is not supported; choose one of {UTTERANCE_NORMS}."
+            )
         if self.ctc_loss_weight < 0:
             raise ValueError(f"ctc_loss_weight must be >= 0, got {self.ctc_loss_weight}.")
         if self.num_mel_bins < 1:
@@ -228,6 +239,11 @@ class MelLLMConfig(PreTrainedConfig):
             raise ValueError(
                 "tts_head needs a causal audio input path (frontend='stack' or 'conv'): the encoder front end's "
                 "conformer attends over the whole clip, so generated patches cannot be fed back one by one."
+            )
+        if self.utterance_norm != "none":
+            raise ValueError(
+                f"tts_head cannot use utterance_norm={self.utterance_norm!r}: generated patches go back into the model "
+                "one at a time, with no whole clip to take a mean over. Use utterance_norm='none'."
             )
         if self.tts_frames_per_step != self.frames_per_patch:
             raise ValueError(

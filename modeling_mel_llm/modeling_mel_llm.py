@@ -9,6 +9,7 @@ mel_head.py predicts the next patch, which goes back in through the same audio p
 """
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -52,6 +53,18 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def stop_targets_from_placeholders(placeholders: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
+    """
+    Stop-head targets (B, P): 1 on the last patch of each run of audio placeholders (the clip's end, or each word's
+    when words and speech interleave), 0 on the other patches, -1 on padding. `placeholders` (B, L) marks the
+    rows' audio placeholders in order, one per real patch of `patch_mask` (B, P).
+    """
+    run_ends = placeholders & ~nn.functional.pad(placeholders[:, 1:], (0, 1))
+    targets = torch.where(patch_mask, 0, -1)
+    targets[patch_mask] = run_ends[placeholders].long()
+    return targets
+
+
 class MelLLMGlobalNorm(nn.Module):
     """Global per-bin mean/variance normalisation (Phi-4-MM's `global_mean`/`global_invstd` buffers)."""
 
@@ -75,6 +88,18 @@ class MelLLMGlobalNorm(nn.Module):
             raise ValueError("Need at least two real frames to estimate the feature statistics.")
         self.global_mean.copy_(frames.mean(0))
         self.global_invstd.copy_(1.0 / frames.std(0).clamp(min=1e-3))
+
+
+def normalize_per_utterance(features: torch.Tensor, mask: torch.Tensor, scale: bool) -> torch.Tensor:
+    """Subtract each clip's per-bin mean over its real frames (`mask`, (B, T)), and divide by its std if `scale`."""
+    weights = mask[..., None].to(features.dtype)
+    count = weights.sum(1, keepdim=True).clamp(min=1.0)
+    mean = (features * weights).sum(1, keepdim=True) / count
+    centred = features - mean
+    if not scale:
+        return centred
+    std = ((centred.square() * weights).sum(1, keepdim=True) / count).sqrt()
+    return centred / std.clamp(min=1e-3)
 
 
 class MelLLMStackFrontend(nn.Module):
@@ -146,6 +171,7 @@ class MelLLMAudioFrontend(nn.Module):
     def __init__(self, config: MelLLMConfig):
         super().__init__()
         self.norm = MelLLMGlobalNorm(config.num_mel_bins)
+        self.utterance_norm = config.utterance_norm
         if config.frontend == "stack":
             self.subsampling = MelLLMStackFrontend(config)
         else:
@@ -157,7 +183,10 @@ class MelLLMAudioFrontend(nn.Module):
         self.context_patches = 2 if config.frontend == "conv" else 1
 
     def forward(self, input_features: torch.Tensor, input_features_mask: torch.Tensor):
-        features = self.norm(input_features).masked_fill(~input_features_mask[..., None], 0.0)
+        features = self.norm(input_features)
+        if self.utterance_norm != "none":
+            features = normalize_per_utterance(features, input_features_mask, scale=self.utterance_norm == "meanvar")
+        features = features.masked_fill(~input_features_mask[..., None], 0.0)
         patches, patch_mask = self.subsampling(features, input_features_mask)  # (B, P, F), (B, P)
         if self.encoder is not None:
             patches = self.encoder(patches, patch_mask)
@@ -554,10 +583,9 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         targets = self.audio_frontend.norm(mel_targets.to(hidden.dtype)).masked_fill(~mel_target_mask[..., None], 0)
         targets = nn.functional.pad(targets, (0, 0, 0, frame_mask.shape[1] - targets.shape[1]))
         target_patches = targets.reshape(targets.shape[0], patch_mask.shape[1], -1)  # (B, P, F)
-        stop_targets = torch.where(patch_mask, 0, -1)
-        last = patch_mask.sum(-1) - 1  # (B,)
-        rows = torch.nonzero(tts_rows).squeeze(-1)
-        stop_targets[rows, last[rows]] = 1
+        stop_targets = stop_targets_from_placeholders(
+            self.get_placeholder_mask(input_ids) & tts_rows[:, None], patch_mask
+        )
         step = self.mel_head.step(hidden_patches)
         return self.mel_head.loss(step, target_patches, frame_mask, stop_targets, self.config)
 
@@ -637,6 +665,7 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         stop_threshold: float = 0.5,
         min_new_frames: int = 0,
         seed: int | None = None,
+        max_frames_per_word: int = 300,
     ) -> MelLLMSpeechOutput:
         r"""
         Speak the text prompt(s) autoregressively: each step samples the next patch from the mel head, feeds it back
@@ -651,6 +680,9 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             stop_threshold (`float`, defaults to 0.5): stop probability that ends a clip.
             min_new_frames (`int`, defaults to 0): the stop head is ignored before this many frames.
             seed (`int`, *optional*): seeds one noise generator per row, so a clip is the same alone or in a batch.
+            max_frames_per_word (`int`, defaults to 300): with words and speech interleaved (prompts holding one
+                placeholder per word, `MelLLMProcessor(tts_interleave_words=True)`), a word whose stop never comes
+                ends after this many frames.
 
         Returns:
             [`MelLLMSpeechOutput`] with `mel_features` (B, T, M), `mel_lengths` (B,) and `stop_probabilities`.
@@ -668,8 +700,6 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             raise ValueError("This model has no TTS head (config.tts_head=False), so it cannot generate speech.")
         if max_new_frames < 1:
             raise ValueError(f"max_new_frames must be positive, got {max_new_frames}.")
-        if self.config.audio_token_id is not None and (input_ids == self.config.audio_token_id).any():
-            raise ValueError("TTS prompts take text only; audio placeholders (acoustic prompts) are not supported.")
         step_frames, device = self.config.tts_frames_per_step, input_ids.device
         max_steps = math.ceil(max_new_frames / step_frames)
         limit = getattr(self.config.text_config, "max_position_embeddings", None)
@@ -684,6 +714,17 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         generators = None
         if seed is not None:
             generators = [torch.Generator(device=device).manual_seed(seed) for _ in range(batch)]
+        slots = self.get_placeholder_mask(input_ids) & attention_mask.bool()
+        if slots.any():
+            if not slots.any(-1).all():
+                raise ValueError(
+                    "Some TTS prompts hold audio placeholders (one per word: words and speech interleaved) and some "
+                    "do not; build the batch with one MelLLMProcessor.tts_inputs call."
+                )
+            return self._generate_interleaved(
+                input_ids, attention_mask, max_new_frames, temperature, stop_threshold, min_new_frames, generators,
+                max_frames_per_word,
+            )  # fmt: skip
         position_ids = positions_from_mask(attention_mask)
         cache = DynamicCache(config=self.config.text_config)
         hidden = self._final_hidden(self.get_input_embeddings()(input_ids), attention_mask, position_ids, cache)[:, -1]
@@ -718,6 +759,92 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         frames = self.mel_head.refine_spectrogram(frames, mask)
         mel = norm.denormalize(frames).masked_fill(~mask[..., None], 0.0)[:, : int(lengths.max())]
         return MelLLMSpeechOutput(mel_features=mel, mel_lengths=lengths, stop_probabilities=torch.stack(stops, 1))
+
+    def _generate_interleaved(
+        self, input_ids, attention_mask, max_new_frames, temperature, stop_threshold, min_new_frames, generators,
+        max_frames_per_word,
+    ) -> MelLLMSpeechOutput:  # fmt: skip
+        """
+        `generate_speech` for prompts with words and speech interleaved: each row's text up to its first placeholder
+        goes in at once; then, one token per row and step, each row either speaks its current word (a patch from
+        the mel head, fed back) or, once the stop head ends that word, reads the next word's tokens. Rows move
+        through their words independently, so a batch gives each clip what it gives alone.
+        """
+        step_frames, device, audio_id = self.config.tts_frames_per_step, input_ids.device, self.config.audio_token_id
+        batch, max_patches = input_ids.shape[0], math.ceil(max_new_frames / step_frames)
+        word_patch_limit = max(1, math.ceil(max_frames_per_word / step_frames))
+        min_patches = math.ceil(min_new_frames / step_frames)
+        prompts, upcoming = [], []  # per row: the tokens before the first slot; each later word's tokens
+        for row, mask in zip(input_ids.tolist(), attention_mask.bool().tolist(), strict=True):
+            tokens = [token for token, real in zip(row, mask, strict=True) if real]
+            slot_positions = [i for i, token in enumerate(tokens) if token == audio_id]
+            prompts.append(tokens[: slot_positions[0]])
+            upcoming.append([tokens[a + 1 : b] for a, b in itertools.pairwise(slot_positions)])
+        pad_id = self.generation_config.pad_token_id or 0
+        width = max(len(p) for p in prompts)
+        prompt_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        position_ids = positions_from_mask(mask)
+        cache = DynamicCache(config=self.config.text_config)
+        hidden = self._final_hidden(self.get_input_embeddings()(prompt_ids), mask, position_ids, cache)[:, -1]
+        latent_size = self.mel_head.latent_proj.out_features // 2
+        norm, context = self.audio_frontend.norm, self.audio_frontend.context_patches
+        spoken = [[] for _ in range(batch)]  # per row: patches (F,) in CMVN space
+        stops = [[] for _ in range(batch)]
+        pending = [[] for _ in range(batch)]  # tokens of the next word still to read
+        in_word, done = [0] * batch, [False] * batch
+        while not all(done):
+            speaking = [not done[r] and not pending[r] for r in range(batch)]
+            noise = torch.zeros(batch, latent_size, device=device)
+            for r in range(batch):
+                if speaking[r]:
+                    noise[r] = torch.randn(latent_size, generator=generators[r] if generators else None, device=device)
+            step = self.mel_head.step(hidden, noise.to(hidden.dtype), temperature)
+            stop = torch.sigmoid(step.stop_logit.float())
+            next_tokens = [pad_id] * batch
+            for r in range(batch):
+                if speaking[r]:
+                    spoken[r].append(step.patch[r])
+                    stops[r].append(stop[r])
+                    in_word[r] += 1
+                    last_word = not upcoming[r]
+                    word_ends = bool(stop[r] > stop_threshold) and (not last_word or len(spoken[r]) >= min_patches)
+                    if word_ends or in_word[r] >= word_patch_limit:
+                        if last_word:
+                            done[r] = True
+                        else:
+                            pending[r], in_word[r] = upcoming[r].pop(0), 0
+                    if len(spoken[r]) >= max_patches:
+                        done[r] = True
+                elif not done[r]:
+                    next_tokens[r] = pending[r].pop(0)
+            if all(done):
+                break
+            text_embeds = self.get_input_embeddings()(torch.tensor(next_tokens, device=device))[:, None]
+            recent = torch.zeros(batch, context, step.patch.shape[-1], dtype=step.patch.dtype, device=device)
+            for r in range(batch):
+                history = spoken[r][-context:]
+                if history:
+                    recent[r, context - len(history) :] = torch.stack(history)
+            frames = recent.reshape(batch, -1, self.config.num_mel_bins)
+            patch_embeds = self._embed_generated(norm.denormalize(frames)).to(text_embeds.dtype)
+            fed_patch = torch.tensor(speaking, device=device)[:, None, None]
+            embeds = torch.where(fed_patch, patch_embeds, text_embeds)
+            mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
+            position_ids = position_ids[:, -1:] + 1
+            hidden = self._final_hidden(embeds.to(hidden.dtype), mask, position_ids, cache)[:, -1]
+        count = max(len(p) for p in spoken)
+        patches = torch.zeros(batch, count, spoken[0][0].shape[-1], dtype=spoken[0][0].dtype, device=device)
+        stop_probabilities = torch.zeros(batch, count, device=device)
+        for r in range(batch):
+            patches[r, : len(spoken[r])] = torch.stack(spoken[r])
+            stop_probabilities[r, : len(stops[r])] = torch.stack(stops[r])
+        lengths = torch.tensor([len(p) * step_frames for p in spoken], device=device).clamp(max=max_new_frames)
+        frames = self.mel_head.to_frames(patches)
+        frame_mask = torch.arange(frames.shape[1], device=device)[None, :] < lengths[:, None]
+        frames = self.mel_head.refine_spectrogram(frames, frame_mask)
+        mel = norm.denormalize(frames).masked_fill(~frame_mask[..., None], 0.0)[:, : int(lengths.max())]
+        return MelLLMSpeechOutput(mel_features=mel, mel_lengths=lengths, stop_probabilities=stop_probabilities)
 
     @torch.no_grad()
     def teacher_forced_speech(

@@ -1,5 +1,7 @@
 """MelLLMProcessor: prompts with one audio placeholder per patch, labels for training, decoding. Next: the model."""
 
+import itertools
+
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
@@ -44,6 +46,12 @@ class MelLLMProcessor(ProcessorMixin):
         tts_text_units (`str`, defaults to `"tokens"`): how `tts_inputs` spells the text to speak. `"tokens"`: the
             tokenizer's own pieces (about one per word with a small BPE). `"characters"`: one token per character,
             so each 80 ms patch reads about one text token and the text-to-speech alignment is close to one to one.
+        tts_interleave_words (`bool`, defaults to `False`): how a TTS row is laid out. `False`: the whole text, then
+            the whole clip's patches. `True`: each word's tokens right before that word's patches (ELLA-V's
+            alignment-guided ordering), so the word being spoken is always the nearest text and the model cannot
+            lose its place in a long sentence. Training then needs each word's start time (`word_starts`, which
+            the synthetic corpus records); for synthesis each word gets one placeholder that `generate_speech`
+            fills with patches until the stop head ends the word.
 
     Example:
 
@@ -63,6 +71,7 @@ class MelLLMProcessor(ProcessorMixin):
         audio_token: str = AUDIO_TOKEN,
         instruction: str = ASR_INSTRUCTION,
         tts_text_units: str = "tokens",
+        tts_interleave_words: bool = False,
     ):
         if chat_template is None:
             chat_template = phi4mm_chat_template(audio_token)
@@ -72,6 +81,7 @@ class MelLLMProcessor(ProcessorMixin):
         self.audio_token = audio_token
         self.instruction = instruction
         self.tts_text_units = tts_text_units
+        self.tts_interleave_words = tts_interleave_words
         self.audio_token_id = tokenizer.convert_tokens_to_ids(audio_token)
         if self.audio_token_id is None or self.audio_token_id == tokenizer.unk_token_id:
             raise ValueError(
@@ -104,7 +114,7 @@ class MelLLMProcessor(ProcessorMixin):
 
     def build_tts_prompt(self, text: str) -> str:
         """The TTS prompt for one text: the spoken audio follows `<|assistant|>` as audio tokens."""
-        content = f"{TTS_INSTRUCTION} {text.strip()}"
+        content = f"{TTS_INSTRUCTION} {text.strip()}".rstrip()  # no text: the instruction alone (interleaved rows)
         return self.apply_chat_template(
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
         )
@@ -120,12 +130,55 @@ class MelLLMProcessor(ProcessorMixin):
         tail_ids = self.tokenizer(tail, add_special_tokens=False)["input_ids"]
         return self._encode(head) + spelled + tail_ids + [self.audio_token_id] * num_patches
 
+    def _spell(self, text: str) -> list[int]:
+        """Token ids of `text` to speak, spelled as `tts_text_units` says."""
+        if self.tts_text_units == "tokens":
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        per_char = self.tokenizer(list(text), add_special_tokens=False)["input_ids"]
+        return [i for ids in per_char for i in ids]
+
+    def _interleaved_tts_ids(self, text: str, patches_per_word: list[int] | None) -> list[int]:
+        """The TTS prompt without the text, then each word's tokens and its patches' placeholders (one each without
+        audio: a slot for `generate_speech` to fill)."""
+        words = text.split()
+        ids = self._encode(self.build_tts_prompt(""))
+        for index, word in enumerate(words):
+            ids += self._spell(" " + word) + [self.audio_token_id] * (
+                patches_per_word[index] if patches_per_word else 1
+            )
+        return ids
+
+    def patches_per_word(self, word_starts: list[float], num_patches: int, text: str, index: int = 0) -> list[int]:
+        """
+        How many of a clip's `num_patches` patches belong to each word of `text`, from the words' start times in
+        seconds: each word starts at the patch nearest its start, and gets at least one.
+        """
+        words = text.split()
+        if len(word_starts) != len(words):
+            raise ValueError(
+                f"word_starts[{index}] has {len(word_starts)} times for the {len(words)} words of {text!r}."
+            )
+        if num_patches < len(words):
+            raise ValueError(f"Clip {index} has {num_patches} patches for {len(words)} words; it is too short.")
+        seconds_per_patch = (
+            self.feature_extractor.hop_length
+            * self.feature_extractor.frames_per_patch
+            / (self.feature_extractor.sampling_rate)
+        )
+        bounds = [0]
+        for position, start in enumerate(word_starts[1:], start=1):
+            nearest = round(start / seconds_per_patch)
+            bounds.append(min(max(nearest, bounds[-1] + 1), num_patches - (len(words) - position)))
+        bounds.append(num_patches)
+        return [end - begin for begin, end in itertools.pairwise(bounds)]
+
     def tts_inputs(
         self,
         text: str | list[str],
         audio=None,
         sampling_rate: int | None = None,
         padding_side: str = "left",
+        word_starts: list[list[float]] | None = None,
     ) -> BatchFeature:
         """
         Build TTS inputs: the prompt that asks for `text` to be spoken and, with `audio` (training), one audio
@@ -136,6 +189,8 @@ class MelLLMProcessor(ProcessorMixin):
             audio (array or list of arrays, *optional*): the spoken clips to learn, one per text.
             sampling_rate (`int`, *optional*): rate of `audio` (must be 16000).
             padding_side (`str`, defaults to `"left"`): left padding lets a batch be generated from directly.
+            word_starts (`list[list[float]]`, *optional*): with `tts_interleave_words` and audio, the start time
+                (seconds) of each word of each text.
 
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask`, and with audio `labels` (all -100: no text loss),
@@ -160,7 +215,20 @@ class MelLLMProcessor(ProcessorMixin):
                 "mel_target_mask": extracted["input_features_mask"],
             }
             num_patches = [self.feature_extractor.num_audio_tokens(len(clip)) for clip in clips]
-        prompt_ids = [self._tts_prompt_ids(item, count) for item, count in zip(texts, num_patches, strict=True)]
+        if not self.tts_interleave_words:
+            prompt_ids = [self._tts_prompt_ids(item, count) for item, count in zip(texts, num_patches, strict=True)]
+        elif audio is None:
+            prompt_ids = [self._interleaved_tts_ids(item, None) for item in texts]
+        else:
+            if word_starts is None or len(word_starts) != len(texts):
+                raise ValueError(
+                    "This processor interleaves words and speech (tts_interleave_words=True): training rows need "
+                    "word_starts, the start time of every word of every text (the synthetic corpus records them)."
+                )
+            prompt_ids = [
+                self._interleaved_tts_ids(item, self.patches_per_word(starts, count, item, i))
+                for i, (item, starts, count) in enumerate(zip(texts, word_starts, num_patches, strict=True))
+            ]
         batch = self._pad(prompt_ids, None, padding_side)
         if audio is not None:
             batch["labels"] = torch.full_like(batch["input_ids"], IGNORE_INDEX)

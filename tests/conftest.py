@@ -105,9 +105,11 @@ def transcribe(model, processor, clips, **generate_kwargs) -> list[str]:
     return transcribe_batch(model, processor, clips, **{"max_new_tokens": 12, **generate_kwargs})
 
 
-def overfit_tts(model, processor, clips, texts, steps: int = 100, lr: float = 3e-3) -> list[dict[str, float]]:
+def overfit_tts(
+    model, processor, clips, texts, steps: int = 100, lr: float = 3e-3, word_starts=None
+) -> list[dict[str, float]]:
     """Teacher-forced TTS training on one batch; returns the loss terms of every step."""
-    batch = processor.tts_inputs(texts, audio=clips, sampling_rate=16_000)
+    batch = processor.tts_inputs(texts, audio=clips, sampling_rate=16_000, word_starts=word_starts)
     model.fit_feature_normalization(batch["mel_targets"], batch["mel_target_mask"])
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.tiny import FAMILIES
+from modeling_mel_llm import MelLLMConfig
+from training.tiny import FAMILIES, build_tiny_model
 
 
 FRONTENDS = ("stack", "conv", "encoder")
@@ -271,3 +272,29 @@ def test_ctc_loss_scores_transcript_tokens_over_audio_positions(make_model, proc
         torch.testing.assert_close(output.ctc_loss, expected)
         singles.append(output.ctc_loss)
     torch.testing.assert_close(with_ctc.ctc_loss, torch.stack(singles).mean())
+
+
+@pytest.mark.parametrize("utterance_norm", ["mean", "meanvar"])
+def test_utterance_norm_ignores_level_and_padding(processor, utterance_norm):
+    torch.manual_seed(0)
+    model = build_tiny_model(processor, audio_overrides={"utterance_norm": utterance_norm}).eval()
+    clips = _clips((12_000, 7_000), seed=3)
+    batch = processor(audio=clips, sampling_rate=16_000)
+    louder = processor(audio=[4.0 * clip for clip in clips], sampling_rate=16_000)  # +12 dB: a log-mel offset
+    alone = processor(audio=clips[1:], sampling_rate=16_000)  # the short clip without the batch's padding
+    embeds, mask = model.get_audio_features(batch["input_features"], batch["input_features_mask"])
+    louder_embeds, _ = model.get_audio_features(louder["input_features"], louder["input_features_mask"])
+    alone_embeds, _ = model.get_audio_features(alone["input_features"], alone["input_features_mask"])
+    torch.testing.assert_close(louder_embeds[mask], embeds[mask], atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(alone_embeds[0][: int(mask[1].sum())], embeds[1][mask[1]], atol=1e-5, rtol=1e-5)
+    plain = build_tiny_model(processor).eval()
+    plain.load_state_dict(model.state_dict())
+    plain_embeds, _ = plain.get_audio_features(batch["input_features"], batch["input_features_mask"])
+    assert not torch.allclose(plain_embeds[mask], embeds[mask], atol=1e-2)  # the option does something
+
+
+def test_utterance_norm_is_refused_for_a_speaking_model():
+    with pytest.raises(ValueError, match="tts_head cannot use utterance_norm='mean'"):
+        MelLLMConfig(tts_head=True, utterance_norm="mean")
+    with pytest.raises(ValueError, match="utterance_norm='cmvn' is not supported"):
+        MelLLMConfig(utterance_norm="cmvn")

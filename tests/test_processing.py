@@ -1,5 +1,7 @@
 """MelLLMProcessor: placeholder expansion, chat template with audio items, labels, padding, save/load."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +127,31 @@ def test_tts_text_spelled_one_token_per_character(processor, tmp_path):
     assert torch.equal(reloaded.tts_inputs(texts)["input_ids"], speller.tts_inputs(texts)["input_ids"])
     with pytest.raises(ValueError, match="tts_text_units must be one of"):
         MelLLMProcessor(processor.feature_extractor, processor.tokenizer, tts_text_units="phonemes")
+
+
+def test_interleaved_tts_rows_put_each_word_before_its_own_patches(processor, tmp_path):
+    interleaved = MelLLMProcessor(processor.feature_extractor, processor.tokenizer, tts_interleave_words=True)
+    text, clip = "one two three", _clip(0.9)  # 88 frames: 11 patches of 8
+    starts = [0.0, 0.3, 0.58]  # at 80 ms per patch: words start at patches 0, 4 (3.75) and 7 (7.25)
+    batch = interleaved.tts_inputs([text], audio=[clip], sampling_rate=16_000, word_starts=[starts])
+    pieces = processor.tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist())
+    runs = itertools.groupby(pieces[pieces.index("<|assistant|>") + 1 :], key=lambda piece: piece == "<|audio|>")
+    layout = [
+        len(list(run)) if audio else processor.tokenizer.convert_tokens_to_string(list(run)) for audio, run in runs
+    ]
+    assert layout == [" one", 4, " two", 3, " three", 4]
+    plain = processor.tts_inputs([text], audio=[clip], sampling_rate=16_000)
+    assert torch.equal(batch["mel_targets"], plain["mel_targets"])
+    # Synthesis: one slot per word, which generate_speech fills until the stop head ends the word.
+    slots = interleaved.tts_inputs([text])["input_ids"][0]
+    assert int((slots == processor.audio_token_id).sum()) == 3
+    # Every word keeps at least one patch, even when two start within one patch.
+    assert interleaved.patches_per_word([0.0, 0.01, 0.02], 11, text) == [1, 1, 9]
+    with pytest.raises(ValueError, match="training rows need word_starts"):
+        interleaved.tts_inputs([text], audio=[clip], sampling_rate=16_000)
+    with pytest.raises(ValueError, match="has 2 times for the 3 words"):
+        interleaved.tts_inputs([text], audio=[clip], sampling_rate=16_000, word_starts=[[0.0, 0.3]])
+    with pytest.raises(ValueError, match="too short"):
+        interleaved.tts_inputs([text], audio=[_clip(0.1)], sampling_rate=16_000, word_starts=[starts])
+    interleaved.save_pretrained(tmp_path)
+    assert MelLLMProcessor.from_pretrained(tmp_path).tts_interleave_words is True

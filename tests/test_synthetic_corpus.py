@@ -1,5 +1,6 @@
 """The embedded espeak-ng corpus: synthesis, the text generator, determinism, held-out voices and the disk cache."""
 
+import itertools
 import json
 import random
 import re
@@ -217,3 +218,27 @@ def test_default_cache_keeps_one_folder_per_size(tmp_path, monkeypatch):
     assert all(m.is_file() for m in (*small, *larger))
     info = json.loads((small[0].parent / "corpus_info.json").read_text())
     assert (info["num_train"], info["num_eval"]) == (4, 2)
+
+
+def test_word_starts_mark_where_each_word_begins(synthesizer):
+    audio, starts = synthesizer.synthesize_with_word_starts("seven, nine")  # the comma is a pause between the words
+    rate = synthesizer.sampling_rate
+    frame = rate // 100
+    loud = np.abs(audio[: len(audio) // frame * frame]).reshape(-1, frame).max(-1) > 0.05 * np.abs(audio).max()
+    onsets = np.flatnonzero(loud[1:] & ~loud[:-1]) + 1  # 10 ms frames where sound resumes
+    second_onset = onsets[onsets > starts[0] * 100 + 20][0] / 100
+    assert starts[0] < 0.05
+    assert abs(starts[1] - second_onset) < 0.06
+    # espeak-ng reports one event per stress group: "the" shares "in"'s and gets a share of its time.
+    _, starts = synthesizer.synthesize_with_word_starts("dim the lights in the garden")
+    assert len(starts) == 6
+    assert all(a < b for a, b in itertools.pairwise(starts))
+
+
+def test_manifests_record_each_words_start(corpus):
+    for row in rows_of(corpus[0]) + rows_of(corpus[1]):
+        starts = row["word_starts"]
+        assert len(starts) == len(row["transcript"].split())
+        assert starts == sorted(starts)
+        assert 0.0 <= starts[0] < 0.1  # the clip is trimmed to 50 ms before the first sound
+        assert starts[-1] < row["duration"]

@@ -333,3 +333,41 @@ def test_scheduled_sampling_replaces_that_share_of_patches(processor, tts_clips)
     for row in range(unchanged.shape[0]):  # a patch is replaced whole or not at all
         per_patch = unchanged[row, : real[row].sum()].split(frames_per_step)
         assert all(patch.all() or not patch.any() for patch in per_patch)
+
+
+def test_interleaved_model_speaks_word_by_word_and_ends_each_word_by_its_stop(processor, tts_clips):
+    from processing import MelLLMProcessor
+    from tests.conftest import overfit_tts
+
+    clips, texts = tts_clips
+    two_words, text = np.concatenate(clips), " ".join(texts)
+    starts = [0.0, len(clips[0]) / 16_000]
+    interleaved = MelLLMProcessor(processor.feature_extractor, processor.tokenizer, tts_interleave_words=True)
+    torch.manual_seed(0)
+    model = build_tiny_model(processor, "llama", "stack", tts_head=True)
+    overfit_tts(model, interleaved, [two_words], [text], steps=150, word_starts=[starts])
+    per_word = interleaved.patches_per_word(starts, processor.feature_extractor.num_audio_tokens(len(two_words)), text)
+    speech = model.generate_speech(**interleaved.tts_inputs([text]), max_new_frames=400, temperature=0.0)
+    assert speech.mel_lengths.tolist() == [8 * sum(per_word)]
+    word_ends = (speech.stop_probabilities[0] > 0.5).nonzero().flatten().tolist()
+    assert word_ends == [per_word[0] - 1, sum(per_word) - 1]  # the stop head ends each word, then the clip
+
+    never_stop = model.generate_speech(**interleaved.tts_inputs([text]), stop_threshold=2.0, max_frames_per_word=24)
+    assert never_stop.mel_lengths.tolist() == [2 * 24]  # each word runs to its cap, then the next word is read
+    texts = [text, texts[0]]
+    batched = model.generate_speech(**interleaved.tts_inputs(texts), max_new_frames=200, seed=3)
+    for i, item in enumerate(texts):
+        single = model.generate_speech(**interleaved.tts_inputs([item]), max_new_frames=200, seed=3)
+        length = int(single.mel_lengths[0])
+        assert int(batched.mel_lengths[i]) == length
+        torch.testing.assert_close(batched.mel_features[i, :length], single.mel_features[0], atol=1e-4, rtol=1e-4)
+
+
+def test_stop_targets_mark_the_end_of_each_run_of_placeholders():
+    from modeling_mel_llm.modeling_mel_llm import stop_targets_from_placeholders
+
+    # Row 0: text P P text P P P (two words); row 1 (left-padded): text P P P (one clip) and two padding patches.
+    placeholders = torch.tensor([[0, 1, 1, 0, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1]], dtype=torch.bool)
+    patch_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    targets = stop_targets_from_placeholders(placeholders, patch_mask)
+    assert targets.tolist() == [[0, 1, 0, 0, 1], [0, 0, 1, -1, -1]]

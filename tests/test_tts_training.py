@@ -113,3 +113,72 @@ def test_asr_checkpoint_learns_to_speak_with_init_from(small_manifests, tmp_path
                 "--tts_text_units=characters",
             )
         )
+
+
+def test_scheduled_sampling_ramps_up_and_the_saved_config_keeps_the_target(small_manifests, tmp_path):  # noqa: F811
+    from transformers import TrainerCallback
+
+    from training.train import ScheduledSamplingRamp, build_run
+
+    class RecordProbability(TrainerCallback):
+        def __init__(self):
+            self.seen = []
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            self.seen.append(model.config.tts_scheduled_sampling)
+
+    record = RecordProbability()
+    argv = run_args(
+        small_manifests,
+        tmp_path / "ramp",
+        "--max_steps=6",
+        "--tts_head=true",
+        "--tts_ratio=1.0",
+        "--eval_max_samples=0",
+        "--tts_config={tts_mlp_size: 64, tts_scheduled_sampling: 0.8}",
+        "--tts_scheduled_sampling_ramp_steps=4",
+    )
+    run = build_run(argv, extra_callbacks=(record,))
+    run.trainer.train()
+    assert record.seen == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 0.8])
+    assert run.trainer.model.config.tts_scheduled_sampling == 0.8  # what save_pretrained writes
+
+    with pytest.raises(ValueError, match="tts_scheduled_sampling above 0"):
+        ScheduledSamplingRamp(MelLLMConfig(tts_head=True), ramp_steps=10)
+    with pytest.raises(ValueError, match="ramp_steps must be positive"):
+        ScheduledSamplingRamp(MelLLMConfig(tts_head=True, tts_scheduled_sampling=0.5), ramp_steps=-1)
+
+
+def test_interleaved_tts_trains_from_word_times_and_refuses_a_corpus_without_them(small_manifests, tmp_path):  # noqa: F811
+    import json
+
+    from training.augment import AugmentConfig
+    from training.data import SpeechTextDataset, read_manifest
+    from training.train import main
+    from training.tts import load_tts_pipeline
+
+    train, test = small_manifests
+    timed = tmp_path / "timed.jsonl"  # FSDD clips are one digit each: the word starts the clip
+    rows = [json.loads(line) for line in train.read_text().splitlines()]
+    timed.write_text("".join(json.dumps({**row, "word_starts": [0.0]}) + "\n" for row in rows))
+    extra = [
+        "--max_steps=2",
+        "--tts_head=true",
+        "--tts_ratio=1.0",
+        "--eval_max_samples=0",
+        "--tts_interleave_words=true",
+    ]
+    main([*run_args((timed, test), tmp_path / "tts"), *extra])
+    speech = load_tts_pipeline(tmp_path / "tts")("one two", max_new_frames=64)
+    assert len(speech["audio"]) > 0
+    with pytest.raises(ValueError, match="have no word_starts"):
+        main([*run_args(small_manifests, tmp_path / "untimed"), *extra])
+
+    # Speed perturbation stretches the clip, and the word times with it.
+    utterances = read_manifest(timed)
+    utterance = type(utterances[0])(utterances[0].audio_path, "one two", 1, {"word_starts": [0.0, 0.2]})
+    dataset = SpeechTextDataset([utterance], AugmentConfig(speed_perturb=(0.8,), probability=1.0))
+    example, plain = dataset[0], SpeechTextDataset([utterance])[0]
+    stretch = len(example["audio"]) / len(plain["audio"])
+    assert stretch == pytest.approx(1.25, rel=0.01)
+    assert example["word_starts"] == pytest.approx([0.0, 0.2 * stretch])

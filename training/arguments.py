@@ -50,6 +50,9 @@ class ModelArguments:
     tiny_vocab_size: int = 1000  # BPE trained on the transcripts: ~1 token per word on the synthetic corpus
     frontend: str = field(default="stack", metadata={"help": "stack | conv | encoder (conv + conformer baseline)"})
     frames_per_patch: int = 8
+    utterance_norm: str = field(
+        default="none", metadata={"help": "per-clip log-mel normalisation: none | mean | meanvar (ASR only)"}
+    )
     conv_channels: int = 256
     conv_output_size: int = 256
     encoder_layers: int = field(default=2, metadata={"help": "conformer blocks (frontend=encoder)"})
@@ -78,6 +81,21 @@ class ModelArguments:
     tts_config: dict | None = field(
         default=None,
         metadata={"help": "other MelLLMConfig tts_* fields, e.g. {tts_kl_weight: 0.1, tts_postnet_channels: 128}"},
+    )
+    tts_scheduled_sampling_ramp_steps: int = field(
+        default=0,
+        metadata={
+            "help": "optimizer steps over which tts_scheduled_sampling rises linearly from 0 to its configured value "
+            "(a model from scratch first learns from recordings, then more and more from its own output); 0 = constant"
+        },
+    )
+    tts_interleave_words: bool | None = field(
+        default=None,
+        metadata={
+            "help": "TTS rows with each word's tokens right before its speech (MelLLMProcessor.tts_interleave_words; "
+            "needs word start times, which the synthetic corpus records); a new processor defaults to false, "
+            "--init_from keeps the saved one"
+        },
     )
     tts_text_units: str | None = field(
         default=None,

@@ -77,13 +77,17 @@ class _Augmenting:
     seed: int = 0
     epoch: int = 0  # set by training.train's epoch callback so augmentation differs per epoch
 
-    def _example(self, audio: np.ndarray, text: str, index: int) -> dict:
+    def _example(self, audio: np.ndarray, text: str, index: int, word_starts: list[float] | None = None) -> dict:
         # Recording levels differ ~8x between FSDD speakers; log-mel shifts with gain, so level them first.
         audio = audio / max(float(np.abs(audio).max()), 1e-4) * np.float32(0.9)
         rng = example_rng(self.seed, self.epoch, index)
+        length = len(audio)
         if self.augment.changes_waveform:
             audio = augment_waveform(audio, rng, self.augment, self.sampling_rate)
-        return {"audio": audio.astype(np.float32), "text": text, "id": index, "seed": int(rng.integers(2**31))}
+        example = {"audio": audio.astype(np.float32), "text": text, "id": index, "seed": int(rng.integers(2**31))}
+        if word_starts is not None:  # word times follow a speed change
+            example["word_starts"] = [t * len(audio) / max(length, 1) for t in word_starts]
+        return example
 
 
 class SpeechTextDataset(_Augmenting, Dataset):
@@ -97,7 +101,8 @@ class SpeechTextDataset(_Augmenting, Dataset):
 
     def __getitem__(self, index: int) -> dict:
         utterance = self.utterances[index]
-        return self._example(load_audio(str(utterance.audio_path), self.sampling_rate), utterance.text, index)
+        audio = load_audio(str(utterance.audio_path), self.sampling_rate)
+        return self._example(audio, utterance.text, index, utterance.metadata.get("word_starts"))
 
     def lengths(self) -> list[float]:
         """Seconds of audio per example, for length-grouped batches: the manifest's `duration` where it has one,
@@ -247,7 +252,18 @@ class MelLLMDataCollator:
         tts_batch = None
         if tts:
             audio, texts = [e["audio"] for e in tts], [e["text"] for e in tts]
-            tts_batch = dict(self.processor.tts_inputs(texts, audio=audio, sampling_rate=rate))
+            word_starts = None
+            if self.processor.tts_interleave_words:
+                missing = [e["id"] for e in tts if "word_starts" not in e]
+                if missing:
+                    raise ValueError(
+                        f"Examples {missing[:5]} have no word_starts, which TTS with words and speech interleaved "
+                        "needs (tts_interleave_words); the synthetic corpus records them, other corpora do not."
+                    )
+                word_starts = [e["word_starts"] for e in tts]
+            tts_batch = dict(
+                self.processor.tts_inputs(texts, audio=audio, sampling_rate=rate, word_starts=word_starts)
+            )
             if not asr:
                 return tts_batch
         batch = dict(

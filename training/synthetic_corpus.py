@@ -20,10 +20,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from training.synthetic_speech import EspeakSynthesizer, to_training_clip, write_wav
+from training.synthetic_speech import EspeakSynthesizer, to_training_clip_with_offset, write_wav
 
 
-GENERATOR_VERSION = 2  # bump whenever texts, voices or audio processing change: invalidates every cache
+GENERATOR_VERSION = 3  # 3: word start times in the manifest. Bump whenever texts, voices or audio processing change: invalidates every cache
 SAMPLING_RATE = 16_000
 SHARD_SIZE = 500  # utterances per fresh synthesis process; fixed so output never depends on the worker count
 MAX_WORDS = 12
@@ -215,20 +215,24 @@ def plan_corpus(num_train: int, num_eval: int, seed: int, voice: str | None = No
     return rows
 
 
-def _synthesize_shard(job: tuple[str, int, list[dict]]) -> list[float]:
-    """Runs in a fresh process (espeak-ng state carries over between utterances): writes WAVs, returns durations."""
+def _synthesize_shard(job: tuple[str, int, list[dict]]) -> list[tuple[float, list[float]]]:
+    """
+    Runs in a fresh process (espeak-ng state carries over between utterances): writes WAVs, returns each clip's
+    duration and its words' start times (seconds into the trimmed clip).
+    """
     root, shard_seed, rows = job
     synthesizer = EspeakSynthesizer()
     synthesizer.seed(shard_seed)
-    durations = []
+    timings = []
     for row in rows:
-        audio = synthesizer.synthesize(
+        audio, starts = synthesizer.synthesize_with_word_starts(
             row["transcript"], row["voice"], row["rate_wpm"], row["pitch"], row["pitch_range"]
         )
-        audio = to_training_clip(audio, synthesizer.sampling_rate, SAMPLING_RATE)
+        audio, trimmed = to_training_clip_with_offset(audio, synthesizer.sampling_rate, SAMPLING_RATE)
         write_wav(Path(root) / row["path"], audio, SAMPLING_RATE)
-        durations.append(round(len(audio) / SAMPLING_RATE, 3))
-    return durations
+        duration = round(len(audio) / SAMPLING_RATE, 3)
+        timings.append((duration, [round(min(max(t - trimmed, 0.0), duration), 3) for t in starts]))
+    return timings
 
 
 def _espeak_version() -> str:
@@ -286,9 +290,10 @@ def build_corpus(
     jobs = [(str(root), seed * 100_003 + number, shard) for number, shard in enumerate(shards)]
     workers = max(1, min(num_workers or os.cpu_count() or 1, len(jobs)))
     with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
-        durations = [d for shard in pool.map(_synthesize_shard, jobs, chunksize=1) for d in shard]
-    for row, duration in zip(rows, durations, strict=True):
+        timings = [t for shard in pool.map(_synthesize_shard, jobs, chunksize=1) for t in shard]
+    for row, (duration, word_starts) in zip(rows, timings, strict=True):
         row["duration"] = duration
+        row["word_starts"] = word_starts  # for word-interleaved TTS (MelLLMProcessor.tts_interleave_words)
     for manifest, split in zip(manifests, ("train", "eval"), strict=True):
         manifest.write_text("".join(json.dumps(r) + "\n" for r in rows if r["split"] == split))
     info_path.write_text(json.dumps(info, indent=2) + "\n")  # written last: marks the build complete

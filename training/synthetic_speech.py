@@ -13,6 +13,7 @@ identical samples; `training.synthetic_corpus` relies on that by synthesising ea
 """
 
 import ctypes
+import re
 import threading
 import wave
 from pathlib import Path
@@ -28,6 +29,24 @@ ESPEAK_CHARS_AUTO = 0
 ESPEAK_ENDPAUSE = 0x1000  # a short pause at the end of the text (trimmed downstream)
 PARAM_RATE, PARAM_VOLUME, PARAM_PITCH, PARAM_RANGE = 1, 2, 3, 4
 EE_OK = 0
+
+EVENT_LIST_TERMINATED, EVENT_WORD = 0, 1
+
+
+class _Event(ctypes.Structure):
+    """espeak_EVENT (speak_lib.h): what the synthesiser reached, e.g. the start of a word, and when."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),  # 1-based character offset into the text
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),  # milliseconds from the start of the audio
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
+
 
 # int callback(short *wav, int num_samples, espeak_EVENT *events); return 0 to continue synthesis.
 _CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
@@ -64,10 +83,17 @@ def _load() -> dict:
         if rate <= 0:
             raise RuntimeError(f"espeak_Initialize failed (returned {rate}) with the voice data at {data_path}")
         chunks: list[np.ndarray] = []
+        word_events: list[tuple[int, float]] = []  # (text position, start in seconds) of each spoken word
 
-        def on_audio(wav, num_samples, _events) -> int:
+        def on_audio(wav, num_samples, events) -> int:
             if num_samples > 0:  # copy now: the buffer is reused by the library after we return
                 chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+            listed = ctypes.cast(events, ctypes.POINTER(_Event))
+            index = 0
+            while events and listed[index].type != EVENT_LIST_TERMINATED:
+                if listed[index].type == EVENT_WORD:
+                    word_events.append((listed[index].text_position, listed[index].audio_position / 1000.0))
+                index += 1
             return 0
 
         callback = _CALLBACK_TYPE(on_audio)  # kept referenced in _state so it is never garbage-collected
@@ -75,7 +101,15 @@ def _load() -> dict:
         library.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         library.espeak_ng_SetRandSeed(0)  # espeak_Initialize seeds breath noise from time(): make it repeatable
         variants = {f.name for f in (Path(data_path) / "voices" / "!v").iterdir()}
-        _state.update(library=library, rate=rate, callback=callback, chunks=chunks, voice=None, variants=variants)
+        _state.update(
+            library=library,
+            rate=rate,
+            callback=callback,
+            chunks=chunks,
+            word_events=word_events,
+            voice=None,
+            variants=variants,
+        )
         return _state
 
 
@@ -102,6 +136,16 @@ class EspeakSynthesizer:
         Speak `text` with `voice` (an espeak-ng name such as "en-us", "en-gb-scotland" or "en-us+f3" with a
         variant), `rate_wpm` words per minute (80-450), base `pitch` and `pitch_range` (0-100). Samples in [-1, 1].
         """
+        return self.synthesize_with_word_starts(text, voice, rate_wpm, pitch, pitch_range)[0]
+
+    def synthesize_with_word_starts(
+        self, text: str, voice: str = "en-us", rate_wpm: int = 175, pitch: int = 50, pitch_range: int = 50
+    ) -> tuple[np.ndarray, list[float]]:
+        """
+        `synthesize`, plus when each whitespace-separated word of `text` starts (seconds into the audio), from the
+        synthesiser's own word events: a free word alignment (exact at each stress group, interpolated by letters
+        inside one).
+        """
         state, library = self._state, self._state["library"]
         if voice != state["voice"]:  # loading a voice reads files: only when it changes
             variant = voice.partition("+")[2]
@@ -116,25 +160,60 @@ class EspeakSynthesizer:
         library.espeak_SetParameter(PARAM_VOLUME, 100, 0)
         encoded = text.encode()
         state["chunks"].clear()
+        state["word_events"].clear()
         error = library.espeak_Synth(
             encoded, len(encoded) + 1, 0, POS_CHARACTER, 0, ESPEAK_CHARS_AUTO | ESPEAK_ENDPAUSE, None, None
         )
         if error != EE_OK:
             raise RuntimeError(f"espeak_Synth failed with error {error} on {text!r}")
         if not state["chunks"]:
-            return np.zeros(0, dtype=np.float32)
-        return np.concatenate(state["chunks"]).astype(np.float32) / np.float32(32768)
+            return np.zeros(0, dtype=np.float32), []
+        audio = np.concatenate(state["chunks"]).astype(np.float32) / np.float32(32768)
+        return audio, _word_starts(text, state["word_events"], len(audio) / self.sampling_rate)
+
+
+def _word_starts(text: str, events: list[tuple[int, float]], total_seconds: float) -> list[float]:
+    """
+    Each word's start time. espeak-ng reports one event per stress group: an unstressed word such as "the" in
+    "in the garden" shares its neighbour's, so the words of one group split its time in proportion to their
+    letters.
+    """
+    words = list(re.finditer(r"\S+", text))
+    if not words:
+        return []
+    group_of = []  # index of the event that starts each word's group
+    for word in words:
+        inside = [i for i, (position, _) in enumerate(events) if word.start() < position <= word.end()]  # 1-based
+        group_of.append(inside[0] if inside else (group_of[-1] if group_of else None))
+    if group_of[0] is None or len(events) == 0:
+        raise ValueError(f"espeak-ng reported no word start for the beginning of {text!r}.")
+    starts = []
+    for index in range(len(words)):
+        group = [i for i, g in enumerate(group_of) if g == group_of[index]]
+        begin = events[group_of[index]][1]
+        later = [events[g][1] for g in group_of[group[-1] + 1 :] if g != group_of[index]]
+        end = later[0] if later else max(total_seconds, begin)
+        letters = [len(words[i].group()) for i in group]
+        before = sum(letters[: group.index(index)])
+        starts.append(begin + (end - begin) * before / sum(letters))
+    return starts
 
 
 def to_training_clip(audio: np.ndarray, source_rate: int, rate: int = 16_000) -> np.ndarray:
     """Resample (soxr), trim silence below -34 dB of the peak keeping 50 ms either side, peak-normalise to 0.9."""
+    return to_training_clip_with_offset(audio, source_rate, rate)[0]
+
+
+def to_training_clip_with_offset(audio: np.ndarray, source_rate: int, rate: int = 16_000) -> tuple[np.ndarray, float]:
+    """`to_training_clip`, plus the seconds trimmed from the start (to shift word times by)."""
     audio = soxr.resample(audio, source_rate, rate).astype(np.float32)
     peak = float(np.abs(audio).max(initial=0.0))
     if peak == 0.0:
-        return audio
+        return audio, 0.0
     loud = np.flatnonzero(np.abs(audio) > 0.02 * peak)
-    audio = audio[max(loud[0] - rate // 20, 0) : loud[-1] + rate // 20 + 1]
-    return (audio * (0.9 / peak)).astype(np.float32)
+    start = max(loud[0] - rate // 20, 0)
+    audio = audio[start : loud[-1] + rate // 20 + 1]
+    return (audio * (0.9 / peak)).astype(np.float32), start / rate
 
 
 def write_wav(path: str | Path, audio: np.ndarray, rate: int) -> None:
@@ -146,4 +225,4 @@ def write_wav(path: str | Path, audio: np.ndarray, rate: int) -> None:
         out.writeframes(np.round(np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes())
 
 
-__all__ = ["EspeakSynthesizer", "to_training_clip", "write_wav"]
+__all__ = ["EspeakSynthesizer", "to_training_clip", "to_training_clip_with_offset", "write_wav"]

@@ -93,6 +93,31 @@ class EpochCallback(TrainerCallback):
         self.dataset.epoch = int(state.epoch or 0)
 
 
+class ScheduledSamplingRamp(TrainerCallback):
+    """
+    Raise the TTS scheduled-sampling probability linearly from 0 to the config's value over `ramp_steps` optimizer
+    steps. From scratch the model's own predictions are noise, and a model fed only those never learns from a
+    recording (p = 1 throughout fails); later, more of its own output teaches it to continue from it. The probability
+    follows `state.global_step`, so a resumed run picks up where it stopped, and the saved config keeps the target.
+    """
+
+    def __init__(self, config: MelLLMConfig, ramp_steps: int):
+        if ramp_steps < 1:
+            raise ValueError(f"ramp_steps must be positive, got {ramp_steps}.")
+        if not config.tts_head or config.tts_scheduled_sampling == 0:
+            raise ValueError(
+                "tts_scheduled_sampling_ramp_steps needs a mel head and a tts_scheduled_sampling above 0 to ramp to; "
+                f"got tts_head={config.tts_head}, tts_scheduled_sampling={config.tts_scheduled_sampling}."
+            )
+        self.config, self.target, self.ramp_steps = config, config.tts_scheduled_sampling, ramp_steps
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.config.tts_scheduled_sampling = self.target * min(1.0, state.global_step / self.ramp_steps)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.config.tts_scheduled_sampling = self.target
+
+
 def build_processor_and_model(
     model_args: ModelArguments, train_texts: list[str]
 ) -> tuple[MelLLMProcessor, MelLLMForSpeechLM]:
@@ -103,6 +128,14 @@ def build_processor_and_model(
     return processor, model
 
 
+def tts_layout(model_args: ModelArguments) -> dict:
+    """How a new processor lays out TTS rows (unset flags: the defaults)."""
+    return {
+        "tts_text_units": model_args.tts_text_units or "tokens",
+        "tts_interleave_words": bool(model_args.tts_interleave_words),
+    }
+
+
 def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[MelLLMProcessor, MelLLMForSpeechLM]:
     if model_args.init_from:
         processor = MelLLMProcessor.from_pretrained(model_args.init_from)
@@ -110,6 +143,11 @@ def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[
             raise ValueError(
                 f"{model_args.init_from} spells TTS text as {processor.tts_text_units!r}, and its model learned that; "
                 f"--tts_text_units={model_args.tts_text_units} needs a new model (drop --init_from or the flag)."
+            )
+        if model_args.tts_interleave_words not in (None, processor.tts_interleave_words):
+            raise ValueError(
+                f"{model_args.init_from} has tts_interleave_words={processor.tts_interleave_words}, and its model "
+                f"learned that layout; --tts_interleave_words={model_args.tts_interleave_words} needs a new model."
             )
         config = MelLLMConfig.from_pretrained(model_args.init_from)
         if model_args.tts_head:  # an ASR model learns to speak (only the head starts fresh), or tts_* settings change
@@ -122,15 +160,14 @@ def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[
         "encoder_layers": model_args.encoder_layers,
         "encoder_attention_heads": model_args.encoder_attention_heads,
         "encoder_ffn_dim": model_args.encoder_ffn_dim,
+        "utterance_norm": model_args.utterance_norm,
     }
     tts_fields = {"tts_head": True, **(model_args.tts_config or {})} if model_args.tts_head else {}
     if model_args.text_model:
         text_model_path, gguf_file = resolve_text_model(model_args.text_model, model_args.gguf_file)
         load_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         tokenizer = AutoTokenizer.from_pretrained(text_model_path, **load_kwargs)
-        processor = MelLLMProcessor.from_text_tokenizer(
-            tokenizer, feature_extractor, tts_text_units=model_args.tts_text_units or "tokens"
-        )
+        processor = MelLLMProcessor.from_text_tokenizer(tokenizer, feature_extractor, **tts_layout(model_args))
         text_model = AutoModelForCausalLM.from_pretrained(
             text_model_path, attn_implementation=model_args.attn_implementation, **load_kwargs
         )
@@ -141,9 +178,7 @@ def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[
     # (spelled out letter by letter, the ASR prompt took 21 of a typical row's ~60 tokens).
     prompts = [ASR_INSTRUCTION, *([TTS_INSTRUCTION] if model_args.tts_head else [])] * len(train_texts)
     tokenizer = build_tokenizer([*DEFAULT_CORPUS, *train_texts, *prompts], vocab_size=model_args.tiny_vocab_size)
-    processor = MelLLMProcessor.from_text_tokenizer(
-        tokenizer, feature_extractor, tts_text_units=model_args.tts_text_units or "tokens"
-    )
+    processor = MelLLMProcessor.from_text_tokenizer(tokenizer, feature_extractor, **tts_layout(model_args))
     model = build_tiny_model(
         processor,
         family=model_args.tiny_family,
@@ -211,6 +246,9 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
     if model_args.finetune == "lora" and training_args.process_index == 0:
         model.save_pretrained(Path(training_args.output_dir) / "base")  # what the unmerged adapter applies to
         processor.save_pretrained(Path(training_args.output_dir) / "base")
+    callbacks = [EpochCallback(data.train), *extra_callbacks]
+    if model_args.tts_scheduled_sampling_ramp_steps:
+        callbacks.append(ScheduledSamplingRamp(model.config, model_args.tts_scheduled_sampling_ramp_steps))
     model = apply_finetuning(model, model_args)
 
     collator = MelLLMDataCollator(
@@ -225,7 +263,7 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
         eval_dataset=data.eval_loss,
         data_collator=collator,
         processing_class=processor,
-        callbacks=[EpochCallback(data.train), *extra_callbacks],
+        callbacks=callbacks,
         wer_sets=data.wer_sets,
         max_new_tokens=data_args.eval_max_new_tokens,
     )
