@@ -753,12 +753,25 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
             position_ids = position_ids[:, -1:] + 1
             hidden = self._final_hidden(embeds.to(hidden.dtype), attention_mask, position_ids, cache)[:, -1]
-        lengths = lengths.clamp(max=max_new_frames)
-        frames = self.mel_head.to_frames(torch.stack(patches, 1))  # (B, S·r, M)
-        mask = torch.arange(frames.shape[1], device=device)[None, :] < lengths[:, None]
+        return self._finish_speech(torch.stack(patches, 1), lengths.clamp(max=max_new_frames), torch.stack(stops, 1))
+
+    def _finish_speech(self, patches, lengths, stop_probabilities) -> MelLLMSpeechOutput:
+        """Generated patches (B, S, F) in CMVN space → post-net-refined log-mel, zero past each clip's length."""
+        frames = self.mel_head.to_frames(patches)  # (B, S·r, M)
+        mask = torch.arange(frames.shape[1], device=frames.device)[None, :] < lengths[:, None]
         frames = self.mel_head.refine_spectrogram(frames, mask)
-        mel = norm.denormalize(frames).masked_fill(~mask[..., None], 0.0)[:, : int(lengths.max())]
-        return MelLLMSpeechOutput(mel_features=mel, mel_lengths=lengths, stop_probabilities=torch.stack(stops, 1))
+        mel = self.audio_frontend.norm.denormalize(frames).masked_fill(~mask[..., None], 0.0)[:, : int(lengths.max())]
+        return MelLLMSpeechOutput(mel_features=mel, mel_lengths=lengths, stop_probabilities=stop_probabilities)
+
+    def _interleaved_prompts(self, input_ids, attention_mask) -> tuple[list[list[int]], list[list[list[int]]]]:
+        """Per row (padding dropped): the tokens before the first word's slot, and each later word's tokens."""
+        prompts, upcoming = [], []
+        for row, mask in zip(input_ids.tolist(), attention_mask.bool().tolist(), strict=True):
+            tokens = [token for token, real in zip(row, mask, strict=True) if real]
+            slots = [i for i, token in enumerate(tokens) if token == self.config.audio_token_id]
+            prompts.append(tokens[: slots[0]])
+            upcoming.append([tokens[a + 1 : b] for a, b in itertools.pairwise(slots)])
+        return prompts, upcoming
 
     def _generate_interleaved(
         self, input_ids, attention_mask, max_new_frames, temperature, stop_threshold, min_new_frames, generators,
@@ -770,16 +783,11 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
         the mel head, fed back) or, once the stop head ends that word, reads the next word's tokens. Rows move
         through their words independently, so a batch gives each clip what it gives alone.
         """
-        step_frames, device, audio_id = self.config.tts_frames_per_step, input_ids.device, self.config.audio_token_id
+        step_frames, device = self.config.tts_frames_per_step, input_ids.device
         batch, max_patches = input_ids.shape[0], math.ceil(max_new_frames / step_frames)
         word_patch_limit = max(1, math.ceil(max_frames_per_word / step_frames))
         min_patches = math.ceil(min_new_frames / step_frames)
-        prompts, upcoming = [], []  # per row: the tokens before the first slot; each later word's tokens
-        for row, mask in zip(input_ids.tolist(), attention_mask.bool().tolist(), strict=True):
-            tokens = [token for token, real in zip(row, mask, strict=True) if real]
-            slot_positions = [i for i, token in enumerate(tokens) if token == audio_id]
-            prompts.append(tokens[: slot_positions[0]])
-            upcoming.append([tokens[a + 1 : b] for a, b in itertools.pairwise(slot_positions)])
+        prompts, upcoming = self._interleaved_prompts(input_ids, attention_mask)
         pad_id = self.generation_config.pad_token_id or 0
         width = max(len(p) for p in prompts)
         prompt_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
@@ -840,11 +848,7 @@ class MelLLMForSpeechLM(MelLLMPreTrainedModel, GenerationMixin):
             patches[r, : len(spoken[r])] = torch.stack(spoken[r])
             stop_probabilities[r, : len(stops[r])] = torch.stack(stops[r])
         lengths = torch.tensor([len(p) * step_frames for p in spoken], device=device).clamp(max=max_new_frames)
-        frames = self.mel_head.to_frames(patches)
-        frame_mask = torch.arange(frames.shape[1], device=device)[None, :] < lengths[:, None]
-        frames = self.mel_head.refine_spectrogram(frames, frame_mask)
-        mel = norm.denormalize(frames).masked_fill(~frame_mask[..., None], 0.0)[:, : int(lengths.max())]
-        return MelLLMSpeechOutput(mel_features=mel, mel_lengths=lengths, stop_probabilities=stop_probabilities)
+        return self._finish_speech(patches, lengths, stop_probabilities)
 
     @torch.no_grad()
     def teacher_forced_speech(
