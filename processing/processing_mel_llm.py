@@ -125,8 +125,7 @@ class MelLLMProcessor(ProcessorMixin):
             return self._encode(self.build_tts_prompt(text) + self.audio_token * num_patches)
         marker = "\x00"  # stands in for the text while the chat template renders the rest
         head, tail = self.build_tts_prompt(marker).split(marker)
-        per_char = self.tokenizer(list(text.strip()), add_special_tokens=False)["input_ids"]
-        spelled = [i for ids in per_char for i in ids]
+        spelled = self._spell(text.strip())
         tail_ids = self.tokenizer(tail, add_special_tokens=False)["input_ids"]
         return self._encode(head) + spelled + tail_ids + [self.audio_token_id] * num_patches
 
@@ -160,11 +159,8 @@ class MelLLMProcessor(ProcessorMixin):
             )
         if num_patches < len(words):
             raise ValueError(f"Clip {index} has {num_patches} patches for {len(words)} words; it is too short.")
-        seconds_per_patch = (
-            self.feature_extractor.hop_length
-            * self.feature_extractor.frames_per_patch
-            / (self.feature_extractor.sampling_rate)
-        )
+        extractor = self.feature_extractor
+        seconds_per_patch = extractor.hop_length * extractor.frames_per_patch / extractor.sampling_rate
         bounds = [0]
         for position, start in enumerate(word_starts[1:], start=1):
             nearest = round(start / seconds_per_patch)
