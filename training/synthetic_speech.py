@@ -185,14 +185,14 @@ def _word_starts(text: str, events: list[tuple[int, float]], total_seconds: floa
     for word in words:
         inside = [i for i, (position, _) in enumerate(events) if word.start() < position <= word.end()]  # 1-based
         group_of.append(inside[0] if inside else (group_of[-1] if group_of else None))
-    if group_of[0] is None or len(events) == 0:
+    if group_of[0] is None:
         raise ValueError(f"espeak-ng reported no word start for the beginning of {text!r}.")
     starts = []
     for index in range(len(words)):
-        group = [i for i, g in enumerate(group_of) if g == group_of[index]]
+        group = [i for i, g in enumerate(group_of) if g == group_of[index]]  # consecutive words
         begin = events[group_of[index]][1]
-        later = [events[g][1] for g in group_of[group[-1] + 1 :] if g != group_of[index]]
-        end = later[0] if later else max(total_seconds, begin)
+        after = group[-1] + 1  # the first word of the next group, if any
+        end = events[group_of[after]][1] if after < len(words) else max(total_seconds, begin)
         letters = [len(words[i].group()) for i in group]
         before = sum(letters[: group.index(index)])
         starts.append(begin + (end - begin) * before / sum(letters))
