@@ -160,12 +160,15 @@ def test_cli_on_a_saved_model_folder(overfit_models, processor, manifest, tmp_pa
         "--no-peak-normalize",
         "--max-samples",
         "3",
+        "--num-beams",
+        "2",
     ]
     results = main(argv)
     report = json.loads((out / "report.json").read_text())
     assert set(report["sets"]) == {"digits", "fsdd4"}
     assert report["sets"]["digits"]["n"] == 3
     assert report["average_wer"] == results["average_wer"] == 0.0
+    assert report["decoding"] == {"num_beams": 2, "max_new_tokens": 128}
     assert report["model"] == str(tmp_path / "model")
     assert "training.eval_asr" in report["command"]
     assert (out / "report.md").is_file()

@@ -14,12 +14,14 @@ import soundfile
 from training import synthetic_corpus, synthetic_speech
 from training.data import read_manifest
 from training.synthetic_corpus import (
+    HELD_OUT_SPEAKERS,
     HELD_OUT_VOICES,
     TRAIN_VOICES,
     build_corpus,
     cardinal,
     generate_text,
     ordinal,
+    speakers_manifest,
     vocabulary,
     year,
 )
@@ -161,6 +163,21 @@ def test_eval_split_uses_only_held_out_voices_and_unseen_texts(corpus):
     assert not {r["transcript"] for r in eval_rows} & {r["transcript"] for r in train_rows}
 
 
+def test_speakers_split_holds_out_voice_modifiers_but_not_accents(corpus):
+    """`eval_speakers`: new speakers of the training accents, so it measures what `eval` mixes with new accents."""
+    accent, variant = (lambda voice: voice.split("+")[0]), (lambda voice: voice.partition("+")[2])
+    train_rows, eval_rows = rows_of(corpus[0]), rows_of(corpus[1])
+    speaker_rows = rows_of(speakers_manifest(corpus[1]))
+    assert len(speaker_rows) == len(eval_rows) == 15
+    assert {r["split"] for r in speaker_rows} == {"eval_speakers"}
+    assert all(Path(corpus[1].parent, r["path"]).is_file() for r in speaker_rows)
+    assert {r["voice"] for r in speaker_rows} <= set(HELD_OUT_SPEAKERS)
+    assert len({r["voice"] for r in speaker_rows}) == 15  # 15 clips of 25 voices: no voice twice
+    assert {accent(r["voice"]) for r in speaker_rows} <= {accent(v) for v in TRAIN_VOICES}
+    assert not {variant(r["voice"]) for r in speaker_rows} & {variant(v) for v in TRAIN_VOICES}
+    assert not {r["transcript"] for r in speaker_rows} & {r["transcript"] for r in train_rows}
+
+
 def test_single_voice_corpus_keeps_the_texts_and_fixes_voice_and_prosody(corpus, tmp_path):
     """The TTS corpus: the many-voice corpus's texts (same seed), spoken by one voice at one rate and pitch."""
     single = build_small(tmp_path, voice="en-us")
@@ -218,6 +235,8 @@ def test_default_cache_keeps_one_folder_per_size(tmp_path, monkeypatch):
     assert all(m.is_file() for m in (*small, *larger))
     info = json.loads((small[0].parent / "corpus_info.json").read_text())
     assert (info["num_train"], info["num_eval"]) == (4, 2)
+    assert speakers_manifest(small[1]).is_file()
+    assert not speakers_manifest(one_voice[1]).exists()
 
 
 def test_word_starts_mark_where_each_word_begins(synthesizer):

@@ -14,7 +14,14 @@ import yaml
 
 from tests.conftest import FSDD_DIR, REPO_ROOT, read_fsdd_manifest
 from training.arguments import ModelArguments, parse_config
-from training.augment import AugmentConfig, augment_waveform, example_rng, spec_augment
+from training.augment import (
+    AugmentConfig,
+    augment_waveform,
+    example_rng,
+    frequency_warp,
+    mel_bin_frequencies,
+    spec_augment,
+)
 from training.data import read_manifest
 from training.finetuning import apply_finetuning, load_unmerged
 
@@ -114,7 +121,7 @@ def test_overrides_are_typed_and_unknown_keys_fail(tmp_path):
 def test_a_few_trainer_steps_reduce_the_loss(small_manifests, tmp_path):
     from training.train import main
 
-    results = main(run_args(small_manifests, tmp_path, "--max_steps=30"))
+    results = main(run_args(small_manifests, tmp_path, "--max_steps=30", "--eval_num_beams=2"))
     history = losses_from_log(tmp_path)
     first, last = np.mean(history[:5]), np.mean(history[-5:])
     assert last < 0.6 * first, history
@@ -123,6 +130,7 @@ def test_a_few_trainer_steps_reduce_the_loss(small_manifests, tmp_path):
     assert report["command"].startswith("python -m training.train --corpus=manifest")  # how to rerun it
     assert "--max_steps=30" in report["command"]
     assert set(results["sets"]) == {"test"}
+    assert report["decoding"] == {"max_new_tokens": 128, "num_beams": 2}
     from transformers import AutoModelForSpeechSeq2Seq
 
     reloaded = AutoModelForSpeechSeq2Seq.from_pretrained(tmp_path, trust_remote_code=True)
@@ -306,6 +314,23 @@ def test_manifest_errors_name_the_line(tmp_path):
             read_manifest(manifest)
 
 
+def test_extra_manifests_join_training_but_not_the_held_out_sets(small_manifests):
+    from training.arguments import DataArguments
+    from training.corpora import load_training_data
+
+    train, test = small_manifests
+    base = DataArguments(corpus="manifest", train_manifest=str(train), eval_manifest=str(test))
+    plain = load_training_data(base, AugmentConfig(), seed=0)
+    mixed = load_training_data(replace(base, extra_train_manifests=[str(test)]), AugmentConfig(), seed=0)
+    assert (len(plain.train), len(mixed.train)) == (16, 24)
+    assert mixed.train_texts == plain.train_texts + [u.text for u in read_manifest(test)]
+    assert mixed.train[23]["text"] == read_manifest(test)[-1].text
+    assert {k: len(v) for k, v in mixed.wer_sets.items()} == {k: len(v) for k, v in plain.wer_sets.items()}
+    hub = DataArguments(corpus="hub", dataset_name="x", extra_train_manifests=[str(test)])
+    with pytest.raises(ValueError, match="extra_train_manifests"):
+        load_training_data(hub, AugmentConfig(), seed=0)
+
+
 def test_augmentation_is_seeded_and_does_what_it_says():
     audio = (0.3 * np.sin(np.linspace(0, 2000, 16_000))).astype(np.float32)
     config = AugmentConfig(speed_perturb=(1.1,), gain_db=6.0, noise_snr_db=10.0, probability=1.0)
@@ -332,6 +357,30 @@ def test_augmentation_is_seeded_and_does_what_it_says():
     rows = (masked != noisy).any(-1)
     assert rows.any()
     torch.testing.assert_close(masked[rows], noisy[:90].mean(0).expand(int(rows.sum()), 80))
+
+
+def test_frequency_warp_moves_a_formant_by_the_drawn_factor():
+    bin_hz = mel_bin_frequencies(80, 0.0, 7690.0)
+    formant = torch.full((60, 80), -5.0)
+    formant[:, 40] = 5.0  # one spectral peak at ~1.7 kHz in every frame
+    formant[50:] = 0.0  # padding frames
+    warped = formant.clone()
+    config = AugmentConfig(freq_warp=0.2, probability=1.0)
+    frequency_warp(warped, 50, np.random.default_rng(3), config, bin_hz)
+    draws = np.random.default_rng(3)
+    factor = 1 + draws.uniform(-0.2, 0.2, size=2)[1]  # the same draws: apply?, then the factor
+    assert abs(factor - 1) > 0.05
+    expected = int(np.abs(bin_hz - bin_hz[40] * factor).argmin())
+    assert set(warped[:50].argmax(-1).tolist()) <= {expected - 1, expected, expected + 1}
+    assert torch.equal(warped[50:], formant[50:])  # padding untouched
+    drifting = formant.clone()
+    frequency_warp(drifting, 50, np.random.default_rng(4), replace(config, freq_warp_segment_frames=10), bin_hz)
+    peaks = drifting[:50].argmax(-1)
+    assert peaks.unique().numel() >= 3  # the factor changes along the clip
+    assert (peaks[1:] - peaks[:-1]).abs().max() <= 1  # but smoothly, frame to frame
+    untouched = formant.clone()
+    frequency_warp(untouched, 50, np.random.default_rng(3), replace(config, probability=0.0), bin_hz)
+    assert torch.equal(untouched, formant)
 
 
 def test_streaming_datasets_source_trains(small_manifests, tmp_path, monkeypatch):

@@ -139,11 +139,16 @@ class DataArguments:
     train_fraction: float = field(
         default=1.0, metadata={"help": "train on a seeded random share of the training utterances (scarce-data runs)"}
     )
+    extra_train_manifests: list[str] | None = field(
+        default=None,
+        metadata={"help": "JSONL manifests whose utterances join the training set (not the held-out sets)"},
+    )
     max_duration_s: float = 30.0
     eval_max_samples: int | None = field(
         default=200, metadata={"help": "utterances per held-out set for the final WER; None = all, 0 = no WER"}
     )
     eval_max_new_tokens: int = field(default=128, metadata={"help": "generation cap when transcribing held-out sets"})
+    eval_num_beams: int = field(default=1, metadata={"help": "beam width when transcribing held-out sets; 1 = greedy"})
     speed_perturb: list[float] | None = field(default=None, metadata={"help": "e.g. [0.9, 1.0, 1.1]"})
     gain_db: float = 0.0
     noise_snr_db: float | None = None
@@ -151,6 +156,12 @@ class DataArguments:
     spec_time_mask_frames: int = 20
     spec_freq_masks: int = 0
     spec_freq_mask_bins: int = 10
+    freq_warp: float = field(
+        default=0.0, metadata={"help": "log-mel frequency warp: spectrum moved from f to a*f, a in [1-w, 1+w]"}
+    )
+    freq_warp_segment_frames: int = field(
+        default=0, metadata={"help": "0: one warp factor per clip (VTLP); N: a new factor every N frames"}
+    )
     augment_probability: float = field(default=0.5, metadata={"help": "share of examples each waveform aug touches"})
     record_sample_ids: bool = field(default=False, metadata={"help": "write the example ids each rank trains on"})
     tts_ratio: float = field(

@@ -17,7 +17,7 @@ from training.data import (
     load_hub_split,
     read_manifest,
 )
-from training.synthetic_corpus import build_corpus, cache_root
+from training.synthetic_corpus import build_corpus, cache_root, speakers_manifest
 
 
 FSDD_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "manifest.jsonl"
@@ -86,15 +86,21 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
     if args.corpus == "hub":
         if args.train_fraction != 1.0:
             raise ValueError("train_fraction applies to manifest corpora; for corpus='hub' use a split slice.")
+        if args.extra_train_manifests:
+            raise ValueError("extra_train_manifests join manifest corpora; for corpus='hub' add them as data files.")
         return _hub_data(args, augment, seed)
     if args.corpus == "synthetic":
         train_manifest, eval_manifest = build_corpus(
             num_train=args.synthetic_num_train, num_eval=args.synthetic_num_eval, seed=seed, voice=args.synthetic_voice
         )
-        eval_name = (
-            f"synthetic_{args.synthetic_voice}_unseen_texts" if args.synthetic_voice else "synthetic_heldout_voices"
-        )
-        train, wer_sets = read_manifest(train_manifest), {eval_name: read_manifest(eval_manifest)}
+        train = read_manifest(train_manifest)
+        if args.synthetic_voice:
+            wer_sets = {f"synthetic_{args.synthetic_voice}_unseen_texts": read_manifest(eval_manifest)}
+        else:  # new speakers of the training accents, and new speakers of new accents
+            wer_sets = {
+                "synthetic_heldout_speakers": read_manifest(speakers_manifest(eval_manifest)),
+                "synthetic_heldout_accents": read_manifest(eval_manifest),
+            }
     elif args.corpus == "fsdd":
         train, wer_sets = fsdd_splits(args.fsdd_test_speaker)
     else:
@@ -103,6 +109,8 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
         train = read_manifest(args.train_manifest)
         wer_sets = {Path(args.eval_manifest).stem: read_manifest(args.eval_manifest)} if args.eval_manifest else {}
     train = subsample(train, args.train_fraction, seed)
+    for manifest in args.extra_train_manifests or []:
+        train += read_manifest(manifest)
     if args.eval_max_samples == 0:
         wer_sets = {}
     wer_sets = {name: _limit(utterances, args.eval_max_samples) for name, utterances in wer_sets.items()}

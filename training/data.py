@@ -11,7 +11,14 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from processing import MelLLMProcessor, load_audio
-from training.augment import AugmentConfig, augment_waveform, example_rng, spec_augment
+from training.augment import (
+    AugmentConfig,
+    augment_waveform,
+    example_rng,
+    frequency_warp,
+    mel_bin_frequencies,
+    spec_augment,
+)
 
 
 NO_AUGMENT = AugmentConfig()
@@ -237,8 +244,9 @@ def nn_pad(tensor: torch.Tensor, pad: tuple[int, ...], value) -> torch.Tensor:
 @dataclass
 class MelLLMDataCollator:
     """Pads `{"audio", "text"}` examples with the processor (features right-padded, tokens left-padded), then
-    applies SpecAugment per example from its own seed. With `tts_ratio` > 0 that share of examples (drawn per
-    example and epoch) becomes TTS examples instead: text prompt → the clip's log-mel as `mel_targets`."""
+    applies frequency warping and SpecAugment per example from its own seed. With `tts_ratio` > 0 that share of
+    examples (drawn per example and epoch) becomes TTS examples instead: text prompt → the clip's log-mel as
+    `mel_targets`."""
 
     processor: MelLLMProcessor
     augment: AugmentConfig = NO_AUGMENT
@@ -273,10 +281,16 @@ class MelLLMDataCollator:
                 text_target=[example["text"] for example in asr],
             )
         )
-        if self.augment.masks_features:
+        if self.augment.changes_features:
             frames = batch["input_features_mask"].sum(-1).tolist()
+            extractor = self.processor.feature_extractor
+            bin_hz = mel_bin_frequencies(
+                extractor.feature_size, extractor.mel_min_frequency, extractor.mel_max_frequency
+            )
             for i, example in enumerate(asr):
                 rng = np.random.default_rng(example.get("seed", 0))
+                if self.augment.freq_warp > 0:  # drawn first and only when on, so SpecAugment's draws are unchanged
+                    frequency_warp(batch["input_features"][i], frames[i], rng, self.augment, bin_hz)
                 spec_augment(batch["input_features"][i], frames[i], rng, self.augment)
         if tts_batch is not None:
             batch = merge_batches(batch, tts_batch, self.processor.tokenizer.pad_token_id)

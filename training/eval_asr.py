@@ -1,10 +1,11 @@
 """Score a Mel-LLM on ASR test sets with the Open ASR leaderboard protocol; write report.json and report.md.
 
     python -m training.eval_asr --model runs/tiny_cpu --data test=manifest.jsonl [--data other.jsonl ...]
-        [--batch-size 16] [--max-samples N] [--out-dir DIR] [--device cpu|cuda] [--dtype auto|float32|...]
+        [--batch-size 16] [--max-samples N] [--num-beams 1] [--out-dir DIR] [--device cpu|cuda] [--dtype auto|...]
 
-References and greedy hypotheses go through Whisper's English normaliser; samples whose normalised reference is empty
-are dropped; WER/CER are corpus-level (jiwer, x100, 2 decimals); the average is the unweighted mean of set WERs.
+References and hypotheses (greedy, or beam search with --num-beams) go through Whisper's English normaliser; samples
+whose normalised reference is empty are dropped; WER/CER are corpus-level (jiwer, x100, 2 decimals); the average is
+the unweighted mean of set WERs.
 RTFx = audio seconds / seconds spent in pre-processing + generate + decoding. One warm-up batch (the first batch of
 the first set, transcribed once more before timing starts) keeps one-off start-up costs out of the timing, as the
 leaderboard's warm-up run does, so every set's RTFx covers all of its batches.
@@ -38,7 +39,8 @@ def load_clip(utterance: Utterance, sampling_rate: int, peak_normalize: bool = T
 
 
 def transcribe_batch(model, processor, clips: list, **generate_kwargs) -> list[str]:
-    """Greedy transcripts of one batch of 16 kHz mono clips (prompt, left-padded generate, decode, strip)."""
+    """Transcripts of one batch of 16 kHz mono clips (prompt, left-padded generate, decode, strip); greedy unless
+    `generate_kwargs` ask for beams."""
     generate_kwargs = {"do_sample": False, "num_beams": 1, "max_new_tokens": 128, **generate_kwargs}
     inputs = processor(audio=clips, sampling_rate=processor.feature_extractor.sampling_rate, return_tensors="pt")
     inputs = inputs.to(model.device)
@@ -137,7 +139,8 @@ def evaluate_sets(
 ) -> dict:
     """
     Transcribe and score every set. Audio is decoded outside the timed region (I/O is not the model's speed);
-    `peak_normalize` levels clips as the package's training data does.
+    `peak_normalize` levels clips as the package's training data does. `generate_kwargs` (e.g. `num_beams`) reach
+    `generate` and are recorded in the results as `decoding`.
     """
     model.eval()
     rate = processor.feature_extractor.sampling_rate
@@ -158,7 +161,7 @@ def evaluate_sets(
             audio_seconds += sum(len(clip) for clip in clips) / rate
         per_set[name] = summarize_set(kept, hypotheses, audio_seconds, seconds, len(utterances) - len(kept), worst_n)
         print(f"{name}: n={len(kept)} WER {per_set[name]['wer']:.2f} CER {per_set[name]['cer']:.2f}", flush=True)
-    return aggregate(per_set)
+    return {**aggregate(per_set), "decoding": {"num_beams": 1, **generate_kwargs}}
 
 
 def git_commit() -> str | None:
@@ -192,7 +195,7 @@ def write_reports(results: dict, out_dir: str | Path, model_path: str = "", comm
     lines = [
         f"# ASR evaluation: `{model_path}`",
         "",
-        f"git commit `{report['git_commit']}`; command `{command}`",
+        f"git commit `{report['git_commit']}`; command `{command}`; decoding `{report.get('decoding', {})}`",
         "",
         "| set | n | WER | CER | S | D | I | audio s | RTFx |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -231,6 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--num-beams", type=int, default=1, help="beam width; 1 = greedy")
     parser.add_argument("--worst", type=int, default=10, help="worst utterances listed per set in report.md")
     parser.add_argument("--no-peak-normalize", action="store_true", help="feed clips at their recorded level")
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -249,6 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_normalize": not args.no_peak_normalize,
         "worst_n": args.worst,
         "max_new_tokens": args.max_new_tokens,
+        "num_beams": args.num_beams,
     }
     results = evaluate_sets(model, processor, sets, args.batch_size, **options)
     command = shlex.join(["python", "-m", "training.eval_asr", *argv])

@@ -4,7 +4,9 @@
 
 Texts are lower-case words without punctuation (digit strings, spelled-out numbers/times/dates, smart-home commands,
 template sentences over a few hundred words), so WER measures recognition, not formatting. Training utterances use
-`TRAIN_VOICES`; the eval split uses `HELD_OUT_VOICES`, whose accents *and* voice modifiers never occur in training.
+`TRAIN_VOICES`. Two held-out splits measure two kinds of generalisation: `eval` uses `HELD_OUT_VOICES`, whose accents
+*and* voice modifiers never occur in training (new accents); `eval_speakers` uses `HELD_OUT_SPEAKERS`, the training
+accents with the held-out voice modifiers (new speakers of known accents).
 Each utterance gets its own speaking rate, pitch and pitch range. Audio: 16 kHz mono 16-bit WAV, lightly trimmed,
 peak-normalised; manifests load with `training.data.read_manifest`.
 """
@@ -87,6 +89,8 @@ HELD_OUT_ACCENTS = ["en-gb-scotland", "en-us-nyc", "en-gb-x-gbcwmd"]
 HELD_OUT_VARIANTS = ["m4", "m5", "f3", "f5", "klatt2"]
 TRAIN_VOICES = [a + (f"+{v}" if v else "") for a in TRAIN_ACCENTS for v in TRAIN_VARIANTS]
 HELD_OUT_VOICES = [f"{a}+{v}" for a in HELD_OUT_ACCENTS for v in HELD_OUT_VARIANTS]
+HELD_OUT_SPEAKERS = [f"{a}+{v}" for a in TRAIN_ACCENTS for v in HELD_OUT_VARIANTS]
+SPEAKERS_MANIFEST = "eval_speakers.jsonl"  # next to eval.jsonl in a multi-voice corpus
 RATE_WPM, PITCH, PITCH_RANGE = (130, 210), (30, 70), (20, 80)
 SINGLE_VOICE_PROSODY = {"rate_wpm": 170, "pitch": 50, "pitch_range": 50}  # the middle of the ranges above
 
@@ -179,14 +183,17 @@ def vocabulary() -> list[str]:
 
 def plan_corpus(num_train: int, num_eval: int, seed: int, voice: str | None = None) -> list[dict]:
     """
-    Manifest rows (minus duration) for both splits; eval texts avoid every training text. With `voice`, both
-    splits use that one voice at one rate and pitch (`SINGLE_VOICE_PROSODY`): a single-speaker corpus, as a TTS
-    model without a speaker prompt needs (over many voices it can only learn their blurred average).
+    Manifest rows (minus duration) for every split; held-out texts avoid every training text. With `voice`, a train
+    and an eval split use that one voice at one rate and pitch (`SINGLE_VOICE_PROSODY`): a single-speaker corpus, as
+    a TTS model without a speaker prompt needs (over many voices it can only learn their blurred average). Without
+    it, `eval_speakers` (`num_eval` rows) follows. Each split draws from its own rng, so adding one changes no other.
     """
     rows, train_texts = [], set()
     splits = (("train", num_train, TRAIN_VOICES), ("eval", num_eval, HELD_OUT_VOICES))
     if voice is not None:
         splits = tuple((split, count, [voice]) for split, count, _ in splits)
+    else:
+        splits += (("eval_speakers", num_eval, HELD_OUT_SPEAKERS),)
     for split, count, voices in splits:
         rng = random.Random(f"mel-llm-synthetic-{seed}-{split}")
         balanced = [voices[i % len(voices)] for i in range(count)]  # every voice used once count >= len(voices)
@@ -215,7 +222,7 @@ def plan_corpus(num_train: int, num_eval: int, seed: int, voice: str | None = No
     return rows
 
 
-def _synthesize_shard(job: tuple[str, int, list[dict]]) -> list[tuple[float, list[float]]]:
+def synthesize_shard(job: tuple[str, int, list[dict]]) -> list[tuple[float, list[float]]]:
     """
     Runs in a fresh process (espeak-ng state carries over between utterances): writes WAVs, returns each clip's
     duration and its words' start times (seconds into the trimmed clip).
@@ -262,8 +269,9 @@ def build_corpus(
     voice: str | None = None,
 ) -> tuple[Path, Path]:
     """
-    Synthesise (or reuse) the corpus and return `(train_manifest, eval_manifest)`; `voice` makes it single-speaker
-    (see `plan_corpus`). A build is reused when
+    Synthesise (or reuse) the corpus and return `(train_manifest, eval_manifest)`; a multi-voice corpus also writes
+    `SPEAKERS_MANIFEST` next to them (see `speakers_manifest`); `voice` makes it single-speaker (see `plan_corpus`).
+    A build is reused when
     `corpus_info.json` records the same parameters, generator and espeak-ng versions; otherwise it is rebuilt.
     The default cache keeps one folder per parameter set, so runs of different sizes never evict each other.
     Output is identical for a given seed whatever `num_workers` (default: all cores).
@@ -271,18 +279,22 @@ def build_corpus(
     folder = f"v{GENERATOR_VERSION}-train{num_train}-eval{num_eval}-seed{seed}" + (f"-voice-{voice}" if voice else "")
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / folder
     manifests = (root / "train.jsonl", root / "eval.jsonl")
+    splits = {"train": manifests[0], "eval": manifests[1]}
     info = {
         "generator_version": GENERATOR_VERSION, "num_train": num_train, "num_eval": num_eval, "seed": seed,
         "sampling_rate": SAMPLING_RATE, "espeakng_loader": _espeak_version(),
     }  # fmt: skip
     if voice is not None:
         info["voice"] = voice  # absent for the multi-voice corpus, so its existing caches stay valid
+    else:
+        info["num_eval_speakers"] = num_eval
+        splits["eval_speakers"] = root / SPEAKERS_MANIFEST
     info_path = root / "corpus_info.json"
-    if info_path.is_file() and all(m.is_file() for m in manifests) and json.loads(info_path.read_text()) == info:
+    if info_path.is_file() and all(m.is_file() for m in splits.values()) and json.loads(info_path.read_text()) == info:
         return manifests
-    for stale in (info_path, *manifests):
+    for stale in (info_path, *splits.values()):
         stale.unlink(missing_ok=True)
-    for split in ("train", "eval"):
+    for split in splits:
         shutil.rmtree(root / split, ignore_errors=True)
         (root / split).mkdir(parents=True)
     rows = plan_corpus(num_train, num_eval, seed, voice)
@@ -290,14 +302,19 @@ def build_corpus(
     jobs = [(str(root), seed * 100_003 + number, shard) for number, shard in enumerate(shards)]
     workers = max(1, min(num_workers or os.cpu_count() or 1, len(jobs)))
     with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
-        timings = [t for shard in pool.map(_synthesize_shard, jobs, chunksize=1) for t in shard]
+        timings = [t for shard in pool.map(synthesize_shard, jobs, chunksize=1) for t in shard]
     for row, (duration, word_starts) in zip(rows, timings, strict=True):
         row["duration"] = duration
         row["word_starts"] = word_starts  # for word-interleaved TTS (MelLLMProcessor.tts_interleave_words)
-    for manifest, split in zip(manifests, ("train", "eval"), strict=True):
+    for split, manifest in splits.items():
         manifest.write_text("".join(json.dumps(r) + "\n" for r in rows if r["split"] == split))
     info_path.write_text(json.dumps(info, indent=2) + "\n")  # written last: marks the build complete
     return manifests
+
+
+def speakers_manifest(eval_manifest: Path) -> Path:
+    """The held-out-speakers manifest (`eval_speakers` split) of the multi-voice corpus whose eval manifest this is."""
+    return Path(eval_manifest).with_name(SPEAKERS_MANIFEST)
 
 
 def cached_corpus_manifests() -> tuple[Path, Path]:
@@ -318,23 +335,27 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     manifests = build_corpus(args.out, args.num_train, args.num_eval, args.seed, args.num_workers, args.voice)
     seconds = time.perf_counter() - started
-    for manifest in manifests:
+    for manifest in [*manifests, *([speakers_manifest(manifests[1])] if args.voice is None else [])]:
         rows = [json.loads(line) for line in manifest.read_text().splitlines()]
         hours = sum(r["duration"] for r in rows) / 3600
         print(f"{manifest}: {len(rows)} utterances, {hours:.3f} h, {len({r['voice'] for r in rows})} voices")
     print(f"took {seconds:.1f} s (a reused cache takes ~0 s); vocabulary {len(vocabulary())} words")
     if args.voice is None:
         print(f"training voices ({len(TRAIN_VOICES)}): {' '.join(TRAIN_VOICES)}")
-        print(f"held-out voices ({len(HELD_OUT_VOICES)}): {' '.join(HELD_OUT_VOICES)}")
+        print(f"held-out voices, new accents ({len(HELD_OUT_VOICES)}): {' '.join(HELD_OUT_VOICES)}")
+        print(f"held-out voices, known accents ({len(HELD_OUT_SPEAKERS)}): {' '.join(HELD_OUT_SPEAKERS)}")
 
 
 __all__ = [
+    "HELD_OUT_SPEAKERS",
     "HELD_OUT_VOICES",
     "TRAIN_VOICES",
     "build_corpus",
     "cached_corpus_manifests",
     "generate_text",
     "plan_corpus",
+    "speakers_manifest",
+    "synthesize_shard",
     "vocabulary",
 ]
 

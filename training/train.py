@@ -43,9 +43,9 @@ class MelLLMTrainer(Trainer):
     """Trainer whose evaluation also transcribes held-out audio and logs WER/CER (teacher-forced loss alone
     says little about recognition)."""
 
-    def __init__(self, *args, wer_sets: dict | None = None, max_new_tokens: int = 128, **kwargs):
+    def __init__(self, *args, wer_sets: dict | None = None, generate_kwargs: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.wer_sets, self.max_new_tokens = wer_sets or {}, max_new_tokens
+        self.wer_sets, self.generate_kwargs = wer_sets or {}, generate_kwargs or {}
 
     def _get_train_sampler(self, train_dataset=None):
         """`train_sampling_strategy: group_by_length` groups by audio duration (the examples are waveforms, which
@@ -72,7 +72,7 @@ class MelLLMTrainer(Trainer):
                 self.wer_sets,
                 self.args.per_device_eval_batch_size,
                 warmup=False,
-                max_new_tokens=self.max_new_tokens,
+                **self.generate_kwargs,
             )
             wer_metrics = {f"{metric_key_prefix}_wer": report["average_wer"]}
             for name, result in report["sets"].items():
@@ -202,6 +202,8 @@ def augment_config(data_args: DataArguments) -> AugmentConfig:
         spec_time_mask_frames=data_args.spec_time_mask_frames,
         spec_freq_masks=data_args.spec_freq_masks,
         spec_freq_mask_bins=data_args.spec_freq_mask_bins,
+        freq_warp=data_args.freq_warp,
+        freq_warp_segment_frames=data_args.freq_warp_segment_frames,
         probability=data_args.augment_probability,
     )
 
@@ -265,7 +267,7 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
         processing_class=processor,
         callbacks=callbacks,
         wer_sets=data.wer_sets,
-        max_new_tokens=data_args.eval_max_new_tokens,
+        generate_kwargs=eval_generate_kwargs(data_args),
     )
     return Run(trainer, processor, model_args, data_args, training_args, data)
 
@@ -297,13 +299,21 @@ def main(argv: list[str] | None = None) -> dict:
                 processor,
                 run.data.wer_sets,
                 training_args.per_device_eval_batch_size,
-                max_new_tokens=run.data_args.eval_max_new_tokens,
+                **eval_generate_kwargs(run.data_args),
             )
         command = shlex.join(["python", "-m", "training.train", *argv])
         write_reports(results, output_dir, model_path=str(output_dir), command=command)
-        print(f"WER on held-out {', '.join(run.data.wer_sets)}: {results['average_wer']:.2f}%")
+        for name, scores in results["sets"].items():
+            print(f"WER on held-out {name}: {scores['wer']:.2f}% (CER {scores['cer']:.2f}%, {scores['n']} utterances)")
+        if len(results["sets"]) > 1:
+            print(f"average WER over the {len(results['sets'])} held-out sets: {results['average_wer']:.2f}%")
     write_training_log(trainer.state.log_history, output_dir)
     return results
+
+
+def eval_generate_kwargs(data_args: DataArguments) -> dict:
+    """How held-out sets are transcribed, during training and at its end alike."""
+    return {"max_new_tokens": data_args.eval_max_new_tokens, "num_beams": data_args.eval_num_beams}
 
 
 def parameter_counts(model: MelLLMForSpeechLM) -> dict[str, int]:
