@@ -63,7 +63,7 @@ def build_pool_manifests(source: list[dict], folder: Path, seed: int = 0, voices
             for i, (row, voice) in enumerate(zip(source, balanced, strict=True))
         ]
         (folder / name / "eval").mkdir(parents=True, exist_ok=True)
-        timings = synthesize_shard((str(folder / name), seed * 100_003 + index, rows))
+        timings = synthesize_shard((str(folder / name), seed * 100_003 + index, rows, None))
         for row, (duration, word_starts) in zip(rows, timings, strict=True):
             row.update(duration=duration, word_starts=word_starts)
         manifests[name].write_text("".join(json.dumps(row) + "\n" for row in rows))  # last: marks the pool done

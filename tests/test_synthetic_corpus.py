@@ -158,9 +158,32 @@ def test_manifests_load_and_match_the_audio(corpus):
 
 def test_eval_split_uses_only_held_out_voices_and_unseen_texts(corpus):
     train_rows, eval_rows = rows_of(corpus[0]), rows_of(corpus[1])
-    assert {r["voice"] for r in train_rows} <= set(TRAIN_VOICES)
+    made_up = [r for r in train_rows if r["voice"].startswith("mel-llm/")]  # pseudo accents
+    assert {r["voice"] for r in train_rows if r not in made_up} <= set(TRAIN_VOICES)
     assert {r["voice"] for r in eval_rows} == set(HELD_OUT_VOICES)  # 15 clips: each held-out voice once
     assert not {r["transcript"] for r in eval_rows} & {r["transcript"] for r in train_rows}
+
+
+def test_pseudo_accents_respeak_a_share_of_training_rows_only(corpus):
+    """Made-up accents replace the accent of about half the training rows; texts, prosody and modifiers stay."""
+    plain = synthetic_corpus.plan_corpus(400, 15, seed=3)
+    accented = synthetic_corpus.plan_corpus(400, 15, seed=3, pseudo_accent_share=0.5)
+    changed = [(a, b) for a, b in zip(plain, accented, strict=True) if a["voice"] != b["voice"]]
+    assert 150 < len(changed) < 250
+    assert all(b["split"] == "train" and b["voice"].startswith("mel-llm/p") for _, b in changed)
+    assert all(a["voice"].partition("+")[2] == b["voice"].partition("+")[2] for a, b in changed)  # same modifier
+    strip = [{k: v for k, v in row.items() if k not in ("voice", "speaker")} for row in plain]
+    assert strip == [{k: v for k, v in row.items() if k not in ("voice", "speaker")} for row in accented]
+    train_rows = rows_of(corpus[0])  # the built corpus: spoken, with its own voice data folder
+    made_up = [r for r in train_rows if r["voice"].startswith("mel-llm/")]
+    assert 0 < len(made_up) < len(train_rows)
+    assert all(r["duration"] > 0.2 for r in made_up)
+    assert (corpus[0].parent / "espeak-ng-data" / "voices" / "mel-llm").is_dir()
+    info = json.loads((corpus[0].parent / "corpus_info.json").read_text())
+    assert info["pseudo_accents"] == {
+        "share": synthetic_corpus.PSEUDO_ACCENT_SHARE,
+        "voices": synthetic_corpus.PSEUDO_ACCENT_VOICES,
+    }
 
 
 def test_speakers_split_holds_out_voice_modifiers_but_not_accents(corpus):

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from training.synthetic_corpus import DEFAULT_NUM_EVAL, DEFAULT_NUM_TRAIN
+from training.synthetic_corpus import DEFAULT_NUM_EVAL, DEFAULT_NUM_TRAIN, PSEUDO_ACCENT_SHARE, PSEUDO_ACCENT_VOICES
 
 
 # Attention and MLP projections of Llama/Qwen2 (q/k/v/o, gate/up/down) and Phi-3/Phi-4 (fused qkv, gate_up).
@@ -126,6 +126,13 @@ class DataArguments:
     streaming: bool = False
     synthetic_num_train: int = DEFAULT_NUM_TRAIN
     synthetic_num_eval: int = DEFAULT_NUM_EVAL
+    synthetic_pseudo_accent_share: float = field(
+        default=PSEUDO_ACCENT_SHARE,
+        metadata={"help": "share of synthetic training utterances in a made-up accent (training.pseudo_accents)"},
+    )
+    synthetic_pseudo_accents: int = field(
+        default=PSEUDO_ACCENT_VOICES, metadata={"help": "how many made-up accents (1-200) the synthetic corpus has"}
+    )
     synthetic_voice: str | None = field(
         default=None,
         metadata={

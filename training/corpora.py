@@ -91,7 +91,12 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
         return _hub_data(args, augment, seed)
     if args.corpus == "synthetic":
         train_manifest, eval_manifest = build_corpus(
-            num_train=args.synthetic_num_train, num_eval=args.synthetic_num_eval, seed=seed, voice=args.synthetic_voice
+            num_train=args.synthetic_num_train,
+            num_eval=args.synthetic_num_eval,
+            seed=seed,
+            voice=args.synthetic_voice,
+            pseudo_accent_share=args.synthetic_pseudo_accent_share,
+            pseudo_accent_voices_count=args.synthetic_pseudo_accents,
         )
         train = read_manifest(train_manifest)
         if args.synthetic_voice:

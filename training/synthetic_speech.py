@@ -55,16 +55,31 @@ _state: dict = {}  # process-wide: the loaded library, its sample rate, the live
 _init_lock = threading.Lock()
 
 
-def _load() -> dict:
-    """Load and initialise libespeak-ng once per process; later calls return the same state."""
+def default_data_path() -> Path:
+    """The voice data that `espeakng-loader` bundles (read-only: extra voices go in a copy, see `pseudo_accents`)."""
+    import espeakng_loader
+
+    return Path(espeakng_loader.get_data_path())
+
+
+def _load(data_path: str | Path | None = None) -> dict:
+    """
+    Load and initialise libespeak-ng once per process, from `data_path` (default: the bundled voice data); later
+    calls return the same state. espeak-ng has one data folder per process, so asking for another one is an error.
+    """
     with _init_lock:
         if _state:
+            if data_path is not None and Path(data_path) != _state["data_path"]:
+                raise RuntimeError(
+                    f"espeak-ng already runs on {_state['data_path']} in this process and cannot switch to "
+                    f"{data_path}; synthesise with other voice data in a fresh process."
+                )
             return _state
         try:
             import espeakng_loader
 
             library = ctypes.CDLL(espeakng_loader.get_library_path())
-            data_path = espeakng_loader.get_data_path()
+            data_path = Path(data_path) if data_path is not None else default_data_path()
         except (ImportError, OSError, RuntimeError) as error:
             raise RuntimeError(
                 "espeak-ng is unavailable: `pip install espeakng-loader` (it bundles libespeak-ng and its voice "
@@ -79,7 +94,7 @@ def _load() -> dict:
             ctypes.c_void_p, ctypes.c_void_p,
         ]  # fmt: skip
         # Returns the output sample rate (22050 Hz), or -1 when the voice data cannot be read.
-        rate = library.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), 0)
+        rate = library.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path).encode(), 0)
         if rate <= 0:
             raise RuntimeError(f"espeak_Initialize failed (returned {rate}) with the voice data at {data_path}")
         chunks: list[np.ndarray] = []
@@ -100,9 +115,10 @@ def _load() -> dict:
         library.espeak_SetSynthCallback(callback)
         library.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         library.espeak_ng_SetRandSeed(0)  # espeak_Initialize seeds breath noise from time(): make it repeatable
-        variants = {f.name for f in (Path(data_path) / "voices" / "!v").iterdir()}
+        variants = {f.name for f in (data_path / "voices" / "!v").iterdir()}
         _state.update(
             library=library,
+            data_path=data_path,
             rate=rate,
             callback=callback,
             chunks=chunks,
@@ -116,8 +132,9 @@ def _load() -> dict:
 class EspeakSynthesizer:
     """Text → float32 waveform at `sampling_rate` (22050 Hz). Thread-unsafe: one process-wide espeak-ng engine."""
 
-    def __init__(self) -> None:
-        self._state = _load()
+    def __init__(self, data_path: str | Path | None = None) -> None:
+        """`data_path`: espeak-ng voice data (default: the bundled one); one per process."""
+        self._state = _load(data_path)
         self.sampling_rate: int = self._state["rate"]
 
     @property
@@ -225,4 +242,4 @@ def write_wav(path: str | Path, audio: np.ndarray, rate: int) -> None:
         out.writeframes(np.round(np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes())
 
 
-__all__ = ["EspeakSynthesizer", "to_training_clip", "to_training_clip_with_offset", "write_wav"]
+__all__ = ["EspeakSynthesizer", "default_data_path", "to_training_clip", "to_training_clip_with_offset", "write_wav"]
