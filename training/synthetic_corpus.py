@@ -95,7 +95,7 @@ SPEAKERS_MANIFEST = "eval_speakers.jsonl"  # next to eval.jsonl in a multi-voice
 RATE_WPM, PITCH, PITCH_RANGE = (130, 210), (30, 70), (20, 80)
 SINGLE_VOICE_PROSODY = {"rate_wpm": 170, "pitch": 50, "pitch_range": 50}  # the middle of the ranges above
 # Share of training utterances spoken in a made-up accent (training.pseudo_accents), and how many such accents.
-# 0.75 of 80 took the main job from 13.8 to 10.4 % WER on the held-out accents (docs/RESULTS.md, section 5).
+# 0.75 of 80 took the main job from 13.8 to 10.4-11.6 % WER on the held-out accents (docs/RESULTS.md, section 5).
 PSEUDO_ACCENT_SHARE, PSEUDO_ACCENT_VOICES = 0.75, 80
 
 
