@@ -31,6 +31,7 @@ from training.synthetic_corpus import (
     HELD_OUT_VOICES,
     TRAIN_VARIANTS,
     TRAIN_VOICES,
+    balanced_voices,
     build_corpus,
     cache_root,
     synthesize_shard,
@@ -48,16 +49,14 @@ POOLS = {  # name: (accents held out?, modifiers held out?, voices)
 def build_pool_manifests(source: list[dict], folder: Path, seed: int = 0, voices_per_text: int = 1) -> dict[str, Path]:
     """
     One manifest per pool: the `source` manifest rows (texts, prosody), each spoken by `voices_per_text` voices of the
-    pool. Every voice of a pool is used equally often (as in the corpus's held-out split): which voices a random
-    draw happens to favour moves a 300-utterance WER by several points.
+    pool, every voice of a pool used equally often (`balanced_voices`, as in the corpus's held-out split).
     """
     manifests = {name: folder / name / "eval.jsonl" for name in POOLS}
     if all(path.is_file() for path in manifests.values()):
         return manifests
     source = source * voices_per_text
     for index, (name, (_, _, voices)) in enumerate(POOLS.items()):
-        balanced = [voices[i % len(voices)] for i in range(len(source))]
-        random.Random(f"voice-generalization-{seed}-{name}").shuffle(balanced)
+        balanced = balanced_voices(voices, len(source), random.Random(f"voice-generalization-{seed}-{name}"))
         rows = [
             {**row, "path": f"eval/{i:06d}.wav", "voice": voice, "speaker": voice, "split": name}
             for i, (row, voice) in enumerate(zip(source, balanced, strict=True))

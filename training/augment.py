@@ -5,6 +5,7 @@ Every draw comes from a generator seeded per example (run seed, epoch, example i
 the augmentations an uninterrupted one would.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,10 +61,13 @@ def augment_waveform(audio: np.ndarray, rng: np.random.Generator, config: Augmen
     return np.clip(audio, -1.0, 1.0).astype(np.float32)
 
 
+@functools.cache
 def mel_bin_frequencies(num_bins: int, min_frequency: float, max_frequency: float) -> np.ndarray:
-    """Centre frequency (Hz) of each filter of the feature extractor's kaldi-mel bank."""
+    """Centre frequency (Hz) of each filter of the feature extractor's kaldi-mel bank; cached, so read-only."""
     edges = np.linspace(hertz_to_mel(min_frequency, "kaldi"), hertz_to_mel(max_frequency, "kaldi"), num_bins + 2)
-    return mel_to_hertz(edges[1:-1], "kaldi")
+    frequencies = mel_to_hertz(edges[1:-1], "kaldi")
+    frequencies.setflags(write=False)
+    return frequencies
 
 
 def frequency_warp(

@@ -283,13 +283,14 @@ class MelLLMDataCollator:
         )
         if self.augment.changes_features:
             frames = batch["input_features_mask"].sum(-1).tolist()
-            extractor = self.processor.feature_extractor
-            bin_hz = mel_bin_frequencies(
-                extractor.feature_size, extractor.mel_min_frequency, extractor.mel_max_frequency
-            )
+            extractor, warp = self.processor.feature_extractor, self.augment.freq_warp > 0
+            if warp:
+                bin_hz = mel_bin_frequencies(
+                    extractor.feature_size, extractor.mel_min_frequency, extractor.mel_max_frequency
+                )
             for i, example in enumerate(asr):
                 rng = np.random.default_rng(example.get("seed", 0))
-                if self.augment.freq_warp > 0:  # drawn first and only when on, so SpecAugment's draws are unchanged
+                if warp:  # drawn first and only when on, so SpecAugment's draws are unchanged
                     frequency_warp(batch["input_features"][i], frames[i], rng, self.augment, bin_hz)
                 spec_augment(batch["input_features"][i], frames[i], rng, self.augment)
         if tts_batch is not None:

@@ -185,6 +185,14 @@ def vocabulary() -> list[str]:
     return sorted(words)
 
 
+def balanced_voices(voices: list[str], count: int, rng: random.Random) -> list[str]:
+    """`count` voices in a shuffled order, every voice used equally often (once each when count >= len(voices)):
+    which voices a random draw favours moves a few-hundred-clip WER by several points."""
+    balanced = [voices[i % len(voices)] for i in range(count)]
+    rng.shuffle(balanced)
+    return balanced
+
+
 def plan_corpus(
     num_train: int,
     num_eval: int,
@@ -209,9 +217,7 @@ def plan_corpus(
         splits += (("eval_speakers", num_eval, HELD_OUT_SPEAKERS),)
     for split, count, voices in splits:
         rng = random.Random(f"mel-llm-synthetic-{seed}-{split}")
-        balanced = [voices[i % len(voices)] for i in range(count)]  # every voice used once count >= len(voices)
-        rng.shuffle(balanced)
-        for index, speaker in enumerate(balanced):
+        for index, speaker in enumerate(balanced_voices(voices, count, rng)):
             for _ in range(100):
                 kind, text = generate_text(rng)
                 if split == "train" or text not in train_texts:
@@ -324,11 +330,9 @@ def build_corpus(
     for split in splits:
         shutil.rmtree(root / split, ignore_errors=True)
         (root / split).mkdir(parents=True)
-    with_accents = voice is None and pseudo_accent_share > 0
-    share = pseudo_accent_share if with_accents else 0.0
-    rows = plan_corpus(num_train, num_eval, seed, voice, share, pseudo_accent_voices_count)
+    rows = plan_corpus(num_train, num_eval, seed, voice, pseudo_accent_share, pseudo_accent_voices_count)
     data_path = None
-    if with_accents:
+    if "pseudo_accents" in info:  # made-up accents need their own espeak-ng data folder
         voices = pseudo_accent_voices(pseudo_accent_voices_count, seed)
         data_path = str(pseudo_accent_data(root / "espeak-ng-data", voices))
     shards = [rows[i : i + SHARD_SIZE] for i in range(0, len(rows), SHARD_SIZE)]
@@ -385,6 +389,7 @@ __all__ = [
     "PSEUDO_ACCENT_SHARE",
     "PSEUDO_ACCENT_VOICES",
     "TRAIN_VOICES",
+    "balanced_voices",
     "build_corpus",
     "cached_corpus_manifests",
     "generate_text",
