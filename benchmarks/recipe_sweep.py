@@ -34,7 +34,7 @@ import yaml
 
 from benchmarks.common import REPO_ROOT, environment, write_results
 from training.arguments import parse_config
-from training.synthetic_corpus import build_corpus
+from training.corpora import synthetic_manifests
 
 
 def load_sweep(path: Path) -> tuple[list[str], dict[str, list[str]]]:
@@ -48,25 +48,18 @@ def load_sweep(path: Path) -> tuple[list[str], dict[str, list[str]]]:
 
 def prebuild_corpora(argvs: list[list[str]]) -> list[Path | None]:
     """
-    Synthesise every distinct corpus the runs will read (a no-op for cached ones) and return each run's held-out
-    manifest: the synthetic corpus's eval split, else the recipe's `eval_manifest` (None when it has none).
+    Synthesise every distinct corpus the runs will read (a no-op for cached ones), one after another, and return
+    each run's held-out manifest: the synthetic corpus's eval split, else the recipe's `eval_manifest` (None when it
+    has none).
     """
-    keys, built = [], {}
+    manifests = []
     for argv in argvs:
         _, data_args, training_args = parse_config(argv)
-        key = None
         if data_args.corpus == "synthetic":
-            key = (
-                data_args.synthetic_num_train,
-                data_args.synthetic_num_eval,
-                training_args.seed,
-                data_args.synthetic_voice,
-            )
-        keys.append((key, data_args.eval_manifest))
-    for key in sorted({key for key, _ in keys if key is not None}, key=str):
-        num_train, num_eval, seed, voice = key
-        built[key] = build_corpus(num_train=num_train, num_eval=num_eval, seed=seed, voice=voice)[1]
-    return [built[key] if key is not None else (Path(manifest) if manifest else None) for key, manifest in keys]
+            manifests.append(synthetic_manifests(data_args, training_args.seed)[1])
+        else:
+            manifests.append(Path(data_args.eval_manifest) if data_args.eval_manifest else None)
+    return manifests
 
 
 TTS_SCORE = "tts_eval.json"

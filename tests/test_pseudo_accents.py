@@ -9,8 +9,11 @@ import soundfile
 
 from training.pseudo_accents import (
     ACCENT_FILES,
+    CONSONANT_SWAPS,
+    ENGLISH_STRESS_LENGTHS,
     MAX_VOICES,
     VOWELS,
+    AccentRules,
     pseudo_accent_data,
     pseudo_accent_voices,
 )
@@ -48,6 +51,40 @@ def test_voices_are_a_training_accent_plus_random_vowel_swaps():
     assert len(bases) >= 3
     with pytest.raises(ValueError, match="voice list"):
         pseudo_accent_voices(MAX_VOICES + 1, seed=0)
+
+
+def test_rules_add_consonant_swaps_and_a_rhythm_of_their_own():
+    rules = AccentRules(vowel_swaps=(4, 8), consonant_swaps=(1, 3), stress_jitter=0.2)
+    voices = pseudo_accent_voices(30, seed=1, rules=rules)
+    assert list(voices) == list(pseudo_accent_voices(30, seed=1))  # the same names whatever the rules
+    for text in voices.values():
+        base, added = split_voice(text)
+        *swaps, stress = added
+        pairs = [tuple(re.fullmatch(r"replace 00 (\S+) (\S+)", line).groups()) for line in swaps]
+        vowels = [pair for pair in pairs if pair[0] in VOWELS]
+        consonants = [pair for pair in pairs if pair[0] not in VOWELS]
+        assert 4 <= len(vowels) <= 8
+        assert 1 <= len(consonants) <= 3
+        assert all(pair in CONSONANT_SWAPS for pair in consonants)
+        assert len({source for source, _ in consonants}) == len(consonants)  # one rule per consonant
+        base_lines = (default_data_path() / "lang" / "gmw" / ACCENT_FILES[base]).read_text().splitlines()
+        own = next((line.split()[1:] for line in base_lines if line.startswith("stressLength")), None)
+        reference = [int(v) for v in own] if own else list(ENGLISH_STRESS_LENGTHS)
+        lengths = [int(v) for v in stress.removeprefix("stressLength ").split()]
+        assert len(lengths) == 8
+        assert all(0.8 * r - 1 <= v <= 1.2 * r + 1 for v, r in zip(lengths, reference, strict=True))
+        assert lengths != reference
+
+
+def test_rules_name_an_impossible_range():
+    assert AccentRules().changes() == {}
+    assert AccentRules(consonant_swaps=(1, 2), stress_jitter=0.1).changes() == {"consonant_swaps": [1, 2], "stress_jitter": 0.1}  # fmt: skip
+    with pytest.raises(ValueError, match="consonant swaps"):
+        AccentRules(consonant_swaps=(2, 1))
+    with pytest.raises(ValueError, match="vowel swaps"):
+        AccentRules(vowel_swaps=(0, len(VOWELS) + 1))
+    with pytest.raises(ValueError, match="stress_jitter"):
+        AccentRules(stress_jitter=1.5)
 
 
 def test_data_folder_links_the_bundled_data_and_holds_exactly_the_voices(tmp_path):

@@ -12,6 +12,8 @@ import pytest
 import soundfile
 
 from training import synthetic_corpus, synthetic_speech
+from training.arguments import parse_config
+from training.corpora import synthetic_manifests
 from training.data import read_manifest
 from training.synthetic_corpus import (
     HELD_OUT_SPEAKERS,
@@ -284,3 +286,33 @@ def test_manifests_record_each_words_start(corpus):
         assert starts == sorted(starts)
         assert 0.0 <= starts[0] < 0.1  # the clip is trimmed to 50 ms before the first sound
         assert starts[-1] < row["duration"]
+
+
+def test_made_up_accent_variants_keep_their_own_cache_folders(tmp_path, monkeypatch):
+    """A sweep builds corpora that differ only in their made-up accents; none may evict or reuse another's clips."""
+    monkeypatch.setenv("MEL_LLM_CACHE", str(tmp_path))
+    arguments = ["--config", "training/configs/tiny_cpu.yaml", "--synthetic_num_train=6", "--synthetic_num_eval=2"]
+    variants = {
+        "default": [],
+        "rules": ["--synthetic_pseudo_accent_consonant_swaps=[1,2]", "--synthetic_pseudo_accent_stress_jitter=0.1"],
+        "none": ["--synthetic_pseudo_accent_share=0"],
+    }
+    folders = {}
+    for name, extra in variants.items():
+        _, data_args, training_args = parse_config(arguments + extra)
+        train_manifest, _ = synthetic_manifests(data_args, training_args.seed)
+        folders[name] = train_manifest.parent
+        assert train_manifest.is_file()
+    assert (
+        folders["default"]
+        == tmp_path / "synthetic_corpus" / f"v{synthetic_corpus.GENERATOR_VERSION}-train6-eval2-seed0"
+    )
+    assert len(set(folders.values())) == 3
+    info = {name: json.loads((folder / "corpus_info.json").read_text()) for name, folder in folders.items()}
+    assert info["rules"]["pseudo_accents"] == {
+        **synthetic_corpus.DEFAULT_PSEUDO_ACCENTS, "consonant_swaps": [1, 2], "stress_jitter": 0.1
+    }  # fmt: skip
+    assert info["default"]["pseudo_accents"] == synthetic_corpus.DEFAULT_PSEUDO_ACCENTS
+    assert "pseudo_accents" not in info["none"]
+    with pytest.raises(ValueError, match="vowel swaps"):
+        synthetic_manifests(parse_config([*arguments, "--synthetic_pseudo_accent_vowel_swaps=[5,2]"])[1], 0)

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from training.pseudo_accents import AccentRules
 from training.synthetic_corpus import DEFAULT_NUM_EVAL, DEFAULT_NUM_TRAIN, PSEUDO_ACCENT_SHARE, PSEUDO_ACCENT_VOICES
 
 
@@ -133,6 +134,18 @@ class DataArguments:
     synthetic_pseudo_accents: int = field(
         default=PSEUDO_ACCENT_VOICES, metadata={"help": "how many made-up accents (1-200) the synthetic corpus has"}
     )
+    synthetic_pseudo_accent_vowel_swaps: list[int] = field(
+        default_factory=lambda: list(AccentRules.vowel_swaps),
+        metadata={"help": "[min, max] random vowel swaps per made-up accent"},
+    )
+    synthetic_pseudo_accent_consonant_swaps: list[int] = field(
+        default_factory=lambda: list(AccentRules.consonant_swaps),
+        metadata={"help": "[min, max] consonant swaps per made-up accent (pseudo_accents.CONSONANT_SWAPS)"},
+    )
+    synthetic_pseudo_accent_stress_jitter: float = field(
+        default=AccentRules.stress_jitter,
+        metadata={"help": "scale each made-up accent's syllable lengths by a random factor within 1 +- this"},
+    )
     synthetic_voice: str | None = field(
         default=None,
         metadata={
@@ -178,6 +191,14 @@ class DataArguments:
         default=False,
         metadata={"help": "pack each ASR batch into padding-free rows (same loss, fewer tokens); not with TTS or CTC"},
     )
+
+    def pseudo_accent_rules(self) -> AccentRules:
+        """How the synthetic corpus draws its made-up accents (checked on use, with an error naming the range)."""
+        return AccentRules(
+            tuple(self.synthetic_pseudo_accent_vowel_swaps),
+            tuple(self.synthetic_pseudo_accent_consonant_swaps),
+            self.synthetic_pseudo_accent_stress_jitter,
+        )
 
 
 ALL_ARGUMENTS = (ModelArguments, DataArguments, TrainingArguments)

@@ -80,6 +80,19 @@ def materialize_eval_set(dataset, args: DataArguments, folder: Path) -> list[Utt
     return utterances
 
 
+def synthetic_manifests(args: DataArguments, seed: int) -> tuple[Path, Path]:
+    """`(train, eval)` manifests of the synthetic corpus these arguments describe, synthesised on first use."""
+    return build_corpus(
+        num_train=args.synthetic_num_train,
+        num_eval=args.synthetic_num_eval,
+        seed=seed,
+        voice=args.synthetic_voice,
+        pseudo_accent_share=args.synthetic_pseudo_accent_share,
+        pseudo_accent_voices_count=args.synthetic_pseudo_accents,
+        pseudo_accent_rules=args.pseudo_accent_rules(),
+    )
+
+
 def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -> TrainingData:
     if args.corpus not in CORPORA:
         raise ValueError(f"corpus={args.corpus!r}; choose one of {CORPORA}.")
@@ -90,14 +103,7 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
             raise ValueError("extra_train_manifests join manifest corpora; for corpus='hub' add them as data files.")
         return _hub_data(args, augment, seed)
     if args.corpus == "synthetic":
-        train_manifest, eval_manifest = build_corpus(
-            num_train=args.synthetic_num_train,
-            num_eval=args.synthetic_num_eval,
-            seed=seed,
-            voice=args.synthetic_voice,
-            pseudo_accent_share=args.synthetic_pseudo_accent_share,
-            pseudo_accent_voices_count=args.synthetic_pseudo_accents,
-        )
+        train_manifest, eval_manifest = synthetic_manifests(args, seed)
         train = read_manifest(train_manifest)
         if args.synthetic_voice:
             wer_sets = {f"synthetic_{args.synthetic_voice}_unseen_texts": read_manifest(eval_manifest)}

@@ -12,6 +12,7 @@ peak-normalised; manifests load with `training.data.read_manifest`.
 """
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
@@ -22,7 +23,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from training.pseudo_accents import pseudo_accent_data, pseudo_accent_voices
+from training.pseudo_accents import DEFAULT_RULES, AccentRules, pseudo_accent_data, pseudo_accent_voices
 from training.synthetic_speech import EspeakSynthesizer, to_training_clip_with_offset, write_wav
 
 
@@ -97,6 +98,7 @@ SINGLE_VOICE_PROSODY = {"rate_wpm": 170, "pitch": 50, "pitch_range": 50}  # the 
 # Share of training utterances spoken in a made-up accent (training.pseudo_accents), and how many such accents.
 # 0.75 of 80 took the main job from 13.8 to 10.4-11.6 % WER on the held-out accents (docs/RESULTS.md, section 5).
 PSEUDO_ACCENT_SHARE, PSEUDO_ACCENT_VOICES = 0.75, 80
+DEFAULT_PSEUDO_ACCENTS = {"share": PSEUDO_ACCENT_SHARE, "voices": PSEUDO_ACCENT_VOICES}
 
 
 def cardinal(n: int) -> str:
@@ -200,14 +202,16 @@ def plan_corpus(
     voice: str | None = None,
     pseudo_accent_share: float = 0.0,
     pseudo_accent_voices_count: int = PSEUDO_ACCENT_VOICES,
+    pseudo_accent_rules: AccentRules = DEFAULT_RULES,
 ) -> list[dict]:
     """
     Manifest rows (minus duration) for every split; held-out texts avoid every training text. With `voice`, a train
     and an eval split use that one voice at one rate and pitch (`SINGLE_VOICE_PROSODY`): a single-speaker corpus, as
     a TTS model without a speaker prompt needs (over many voices it can only learn their blurred average). Without
     it, `eval_speakers` (`num_eval` rows) follows. Each split draws from its own rng, so adding one changes no other.
-    `pseudo_accent_share` of the training rows then get one of `pseudo_accent_voices_count` made-up accents (with
-    the row's voice modifier), from an rng of their own: the texts and prosody stay as they were.
+    `pseudo_accent_share` of the training rows then get one of `pseudo_accent_voices_count` made-up accents (drawn
+    with `pseudo_accent_rules`; with the row's voice modifier), from an rng of their own: the texts and prosody stay
+    as they were.
     """
     rows, train_texts = [], set()
     splits = (("train", num_train, TRAIN_VOICES), ("eval", num_eval, HELD_OUT_VOICES))
@@ -240,7 +244,7 @@ def plan_corpus(
             rows.append({**row, **(SINGLE_VOICE_PROSODY if voice is not None else prosody)})
     if voice is None and pseudo_accent_share > 0:
         rng = random.Random(f"mel-llm-synthetic-{seed}-pseudo-accents")
-        accents = sorted(pseudo_accent_voices(pseudo_accent_voices_count, seed))
+        accents = sorted(pseudo_accent_voices(pseudo_accent_voices_count, seed, pseudo_accent_rules))
         for row in rows:
             if row["split"] == "train" and rng.random() < pseudo_accent_share:
                 modifier = row["voice"].partition("+")[2]
@@ -296,32 +300,38 @@ def build_corpus(
     voice: str | None = None,
     pseudo_accent_share: float = PSEUDO_ACCENT_SHARE,
     pseudo_accent_voices_count: int = PSEUDO_ACCENT_VOICES,
+    pseudo_accent_rules: AccentRules = DEFAULT_RULES,
 ) -> tuple[Path, Path]:
     """
     Synthesise (or reuse) the corpus and return `(train_manifest, eval_manifest)`; a multi-voice corpus also writes
     `SPEAKERS_MANIFEST` next to them (see `speakers_manifest`); `voice` makes it single-speaker (see `plan_corpus`);
-    `pseudo_accent_share` of a multi-voice corpus's training utterances get made-up accents, whose espeak-ng voice
-    data the corpus keeps in `espeak-ng-data/`.
+    `pseudo_accent_share` of a multi-voice corpus's training utterances get made-up accents (`pseudo_accent_rules`),
+    whose espeak-ng voice data the corpus keeps in `espeak-ng-data/`.
     A build is reused when
     `corpus_info.json` records the same parameters, generator and espeak-ng versions; otherwise it is rebuilt.
     The default cache keeps one folder per parameter set, so runs of different sizes never evict each other.
     Output is identical for a given seed whatever `num_workers` (default: all cores).
     """
-    folder = f"v{GENERATOR_VERSION}-train{num_train}-eval{num_eval}-seed{seed}" + (f"-voice-{voice}" if voice else "")
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / folder
-    manifests = (root / "train.jsonl", root / "eval.jsonl")
-    splits = {"train": manifests[0], "eval": manifests[1]}
     info = {
         "generator_version": GENERATOR_VERSION, "num_train": num_train, "num_eval": num_eval, "seed": seed,
         "sampling_rate": SAMPLING_RATE, "espeakng_loader": _espeak_version(),
     }  # fmt: skip
+    folder = f"v{GENERATOR_VERSION}-train{num_train}-eval{num_eval}-seed{seed}"
     if voice is not None:
         info["voice"] = voice  # absent for the multi-voice corpus, so its existing caches stay valid
+        folder += f"-voice-{voice}"
     else:
         info["num_eval_speakers"] = num_eval
-        splits["eval_speakers"] = root / SPEAKERS_MANIFEST
         if pseudo_accent_share > 0:  # absent without them, so such a corpus keeps its cache key
-            info["pseudo_accents"] = {"share": pseudo_accent_share, "voices": pseudo_accent_voices_count}
+            accents = {"share": pseudo_accent_share, "voices": pseudo_accent_voices_count}
+            info["pseudo_accents"] = {**accents, **pseudo_accent_rules.changes()}
+        if info.get("pseudo_accents") != DEFAULT_PSEUDO_ACCENTS:  # its own folder, so variants never evict the default
+            folder += "-accents-" + hashlib.sha1(json.dumps(info.get("pseudo_accents")).encode()).hexdigest()[:8]
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / folder
+    manifests = (root / "train.jsonl", root / "eval.jsonl")
+    splits = {"train": manifests[0], "eval": manifests[1]}
+    if voice is None:
+        splits["eval_speakers"] = root / SPEAKERS_MANIFEST
     info_path = root / "corpus_info.json"
     if info_path.is_file() and all(m.is_file() for m in splits.values()) and json.loads(info_path.read_text()) == info:
         return manifests
@@ -330,10 +340,12 @@ def build_corpus(
     for split in splits:
         shutil.rmtree(root / split, ignore_errors=True)
         (root / split).mkdir(parents=True)
-    rows = plan_corpus(num_train, num_eval, seed, voice, pseudo_accent_share, pseudo_accent_voices_count)
+    rows = plan_corpus(
+        num_train, num_eval, seed, voice, pseudo_accent_share, pseudo_accent_voices_count, pseudo_accent_rules
+    )
     data_path = None
     if "pseudo_accents" in info:  # made-up accents need their own espeak-ng data folder
-        voices = pseudo_accent_voices(pseudo_accent_voices_count, seed)
+        voices = pseudo_accent_voices(pseudo_accent_voices_count, seed, pseudo_accent_rules)
         data_path = str(pseudo_accent_data(root / "espeak-ng-data", voices))
     shards = [rows[i : i + SHARD_SIZE] for i in range(0, len(rows), SHARD_SIZE)]
     jobs = [(str(root), seed * 100_003 + number, shard, data_path) for number, shard in enumerate(shards)]
