@@ -274,7 +274,17 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
 
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
-    run = build_run(argv)
+    try:
+        return train_and_report(build_run(argv), argv)
+    finally:
+        # Under `accelerate launch` every rank but 0 is done here, minutes before rank 0; left to interpreter exit,
+        # its gloo process group could abort the process ("terminate called without an active exception").
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def train_and_report(run: Run, argv: list[str]) -> dict:
+    """Train; then, on rank 0 only, save the model, the run's settings, its held-out WER reports and training log."""
     trainer, processor, training_args = run.trainer, run.processor, run.training_args
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
