@@ -4,7 +4,8 @@ espeak-ng's eight English accents give most words the same phoneme string. They 
 in `replace` rules: Scottish English says U for u:, West Midlands drops h. A model that hears five of them learns
 those five and reads a sixth badly (docs/RESULTS.md, section 5). These voices keep a training accent's tables and
 add 2-5 rules that swap one vowel for another, so the model hears many more ways to voice the same words and learns
-to lean on the rest. The held-out accents' tables and rules are never used.
+to lean on the rest. The held-out accents' tables and rules are never used. `AccentRules` can also add consonant
+swaps and a rhythm of the accent's own; neither did better than vowels alone (docs/RESULTS.md, section 5).
 
 espeak-ng reads voices from its data folder, which the pip package ships read-only, so the voices go into a folder
 of links to that data plus a `voices/mel-llm/` folder of their own (`pseudo_accent_data`). That folder keeps only
@@ -66,7 +67,8 @@ def voice_file(base_text: str, name: str, rng: random.Random, rules: AccentRules
     sources = rng.sample(VOWELS, rng.randint(*rules.vowel_swaps))
     added = [f"replace 00 {vowel} {rng.choice([v for v in VOWELS if v != vowel])}" for vowel in sources]
     if rules.consonant_swaps != (0, 0):
-        swaps = dict(reversed(rng.sample(CONSONANT_SWAPS, rng.randint(*rules.consonant_swaps))))  # one per source
+        # One rule per consonant: of two drawn swaps of the same one (T→t, T→f), the first stays.
+        swaps = dict(reversed(rng.sample(CONSONANT_SWAPS, rng.randint(*rules.consonant_swaps))))
         added += [f"replace 00 {source} {target}" for source, target in swaps.items()]
     if rules.stress_jitter:
         base_lengths = next((line.split()[1:] for line in lines if line.startswith("stressLength")), None)
