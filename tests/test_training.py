@@ -266,6 +266,19 @@ def test_lora_run_saves_merged_and_unmerged_models_that_agree(small_manifests, t
         assert not torch.allclose(base(**inputs).logits, merged(**inputs).logits)
 
 
+def test_a_run_ends_its_process_group(small_manifests, tmp_path):
+    """A rank left with a live gloo group at exit can abort (what made the 2-process test below fail 2 runs in 5)."""
+    from training.train import main
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        main(run_args(small_manifests, tmp_path / "run", "--max_steps=1", "--eval_max_samples=0"))
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 def test_two_process_cpu_ddp_sees_different_data(small_manifests, tmp_path):
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     command = [
