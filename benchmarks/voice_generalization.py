@@ -23,8 +23,6 @@ from benchmarks.common import environment, write_results
 from training.data import read_manifest
 from training.eval_asr import evaluate_sets
 from training.synthetic_corpus import (
-    DEFAULT_NUM_EVAL,
-    DEFAULT_NUM_TRAIN,
     GENERATOR_VERSION,
     HELD_OUT_ACCENTS,
     HELD_OUT_SPEAKERS,
@@ -32,8 +30,8 @@ from training.synthetic_corpus import (
     TRAIN_VARIANTS,
     TRAIN_VOICES,
     balanced_voices,
-    build_corpus,
     cache_root,
+    cached_corpus_manifests,
     synthesize_shard,
 )
 
@@ -82,9 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/voice_generalization.json"))
     args = parser.parse_args(argv)
     env = environment("benchmarks.voice_generalization", args)
-    eval_manifest = (
-        args.eval_manifest or build_corpus(num_train=DEFAULT_NUM_TRAIN, num_eval=DEFAULT_NUM_EVAL, seed=args.seed)[1]
-    )
+    eval_manifest = args.eval_manifest or cached_corpus_manifests(args.seed)[1]
     source = [json.loads(line) for line in eval_manifest.read_text().splitlines()][: args.max_samples]
     texts_id = hashlib.sha1(json.dumps(source).encode()).hexdigest()[:10]  # other texts get other clips
     folder = cache_root() / "voice_generalization"

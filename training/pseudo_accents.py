@@ -66,6 +66,7 @@ def voice_file(base_text: str, name: str, rng: random.Random, rules: AccentRules
     lines = [line for line in base_text.splitlines() if not line.startswith("name")]
     sources = rng.sample(VOWELS, rng.randint(*rules.vowel_swaps))
     added = [f"replace 00 {vowel} {rng.choice([v for v in VOWELS if v != vowel])}" for vowel in sources]
+    # Each option below draws only when on: a draw would move the rng, and the default accents must stay as first built.
     if rules.consonant_swaps != (0, 0):
         # One rule per consonant: of two drawn swaps of the same one (T→t, T→f), the first stays.
         swaps = dict(reversed(rng.sample(CONSONANT_SWAPS, rng.randint(*rules.consonant_swaps))))
@@ -78,16 +79,21 @@ def voice_file(base_text: str, name: str, rng: random.Random, rules: AccentRules
     return "\n".join([f"name {name}", *lines, *added]) + "\n"
 
 
-def pseudo_accent_voices(count: int, seed: int, rules: AccentRules = DEFAULT_RULES) -> dict[str, str]:
-    """`count` voice names → voice-file texts, the same for a given seed and `rules`."""
+def pseudo_accent_names(count: int) -> list[str]:
+    """The voice names of `count` made-up accents (`mel-llm/p000`, ...), sorted; the same whatever the seed and rules,
+    so a corpus plan needs no voice files."""
     if not 0 < count <= MAX_VOICES:
         raise ValueError(f"pseudo accents: count={count} must be in 1..{MAX_VOICES} (espeak-ng's voice list is full)")
+    return [f"{FOLDER}/p{index:03d}" for index in range(count)]
+
+
+def pseudo_accent_voices(count: int, seed: int, rules: AccentRules = DEFAULT_RULES) -> dict[str, str]:
+    """`count` voice names → voice-file texts, the same for a given seed and `rules`."""
     source = default_data_path() / "lang" / "gmw"
     rng = random.Random(f"mel-llm-pseudo-accents-{seed}")
     voices = {}
-    for index in range(count):
+    for name in pseudo_accent_names(count):
         base = rng.choice(sorted(ACCENT_FILES))
-        name = f"{FOLDER}/p{index:03d}"
         voices[name] = voice_file((source / ACCENT_FILES[base]).read_text(), name, rng, rules)
     return voices
 
@@ -122,6 +128,7 @@ __all__ = [
     "VOWELS",
     "AccentRules",
     "pseudo_accent_data",
+    "pseudo_accent_names",
     "pseudo_accent_voices",
     "voice_file",
 ]

@@ -23,7 +23,13 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from training.pseudo_accents import DEFAULT_RULES, AccentRules, pseudo_accent_data, pseudo_accent_voices
+from training.pseudo_accents import (
+    DEFAULT_RULES,
+    AccentRules,
+    pseudo_accent_data,
+    pseudo_accent_names,
+    pseudo_accent_voices,
+)
 from training.synthetic_speech import EspeakSynthesizer, to_training_clip_with_offset, write_wav
 
 
@@ -202,16 +208,14 @@ def plan_corpus(
     voice: str | None = None,
     pseudo_accent_share: float = 0.0,
     pseudo_accent_voices_count: int = PSEUDO_ACCENT_VOICES,
-    pseudo_accent_rules: AccentRules = DEFAULT_RULES,
 ) -> list[dict]:
     """
     Manifest rows (minus duration) for every split; held-out texts avoid every training text. With `voice`, a train
     and an eval split use that one voice at one rate and pitch (`SINGLE_VOICE_PROSODY`): a single-speaker corpus, as
     a TTS model without a speaker prompt needs (over many voices it can only learn their blurred average). Without
     it, `eval_speakers` (`num_eval` rows) follows. Each split draws from its own rng, so adding one changes no other.
-    `pseudo_accent_share` of the training rows then get one of `pseudo_accent_voices_count` made-up accents (drawn
-    with `pseudo_accent_rules`; with the row's voice modifier), from an rng of their own: the texts and prosody stay
-    as they were.
+    `pseudo_accent_share` of the training rows then get one of `pseudo_accent_voices_count` made-up accents (with
+    the row's voice modifier), from an rng of their own: the texts and prosody stay as they were.
     """
     rows, train_texts = [], set()
     splits = (("train", num_train, TRAIN_VOICES), ("eval", num_eval, HELD_OUT_VOICES))
@@ -244,7 +248,7 @@ def plan_corpus(
             rows.append({**row, **(SINGLE_VOICE_PROSODY if voice is not None else prosody)})
     if voice is None and pseudo_accent_share > 0:
         rng = random.Random(f"mel-llm-synthetic-{seed}-pseudo-accents")
-        accents = sorted(pseudo_accent_voices(pseudo_accent_voices_count, seed, pseudo_accent_rules))
+        accents = pseudo_accent_names(pseudo_accent_voices_count)
         for row in rows:
             if row["split"] == "train" and rng.random() < pseudo_accent_share:
                 modifier = row["voice"].partition("+")[2]
@@ -340,9 +344,7 @@ def build_corpus(
     for split in splits:
         shutil.rmtree(root / split, ignore_errors=True)
         (root / split).mkdir(parents=True)
-    rows = plan_corpus(
-        num_train, num_eval, seed, voice, pseudo_accent_share, pseudo_accent_voices_count, pseudo_accent_rules
-    )
+    rows = plan_corpus(num_train, num_eval, seed, voice, pseudo_accent_share, pseudo_accent_voices_count)
     data_path = None
     if "pseudo_accents" in info:  # made-up accents need their own espeak-ng data folder
         voices = pseudo_accent_voices(pseudo_accent_voices_count, seed, pseudo_accent_rules)
@@ -366,10 +368,10 @@ def speakers_manifest(eval_manifest: Path) -> Path:
     return Path(eval_manifest).with_name(SPEAKERS_MANIFEST)
 
 
-def cached_corpus_manifests() -> tuple[Path, Path]:
+def cached_corpus_manifests(seed: int = 0) -> tuple[Path, Path]:
     """`(train, eval)` manifests of the default corpus (the main job's sizes): reused from the cache when the main
     job or any tool built it already, so readers such as the TTS and peer benchmarks score the same clips."""
-    return build_corpus(num_train=DEFAULT_NUM_TRAIN, num_eval=DEFAULT_NUM_EVAL)
+    return build_corpus(num_train=DEFAULT_NUM_TRAIN, num_eval=DEFAULT_NUM_EVAL, seed=seed)
 
 
 def main(argv: list[str] | None = None) -> None:
