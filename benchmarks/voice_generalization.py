@@ -20,9 +20,7 @@ from pathlib import Path
 from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
 from benchmarks.common import environment, write_results
-from training.data import read_manifest
-from training.eval_asr import evaluate_sets
-from training.synthetic_corpus import (
+from training.corpus.synthetic_corpus import (
     GENERATOR_VERSION,
     HELD_OUT_ACCENTS,
     HELD_OUT_SPEAKERS,
@@ -34,6 +32,8 @@ from training.synthetic_corpus import (
     cached_corpus_manifests,
     synthesize_shard,
 )
+from training.data import read_manifest
+from training.evaluation.eval_asr import evaluate_sets
 
 
 POOLS = {  # name: (accents held out?, modifiers held out?, voices)

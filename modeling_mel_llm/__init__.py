@@ -3,6 +3,7 @@
 from transformers import AutoConfig, AutoModel, AutoModelForSpeechSeq2Seq, AutoModelForTextToWaveform
 
 from .configuration_mel_llm import MelLLMConfig
+from .mel_head import MelLossWeights
 from .modeling_mel_llm import MelLLMForSpeechLM, MelLLMPreTrainedModel, MelLLMSpeechOutput
 
 
@@ -13,4 +14,4 @@ AutoModel.register(MelLLMConfig, MelLLMForSpeechLM, exist_ok=True)
 AutoModelForSpeechSeq2Seq.register(MelLLMConfig, MelLLMForSpeechLM, exist_ok=True)
 AutoModelForTextToWaveform.register(MelLLMConfig, MelLLMForSpeechLM, exist_ok=True)
 
-__all__ = ["MelLLMConfig", "MelLLMForSpeechLM", "MelLLMPreTrainedModel", "MelLLMSpeechOutput"]
+__all__ = ["MelLLMConfig", "MelLLMForSpeechLM", "MelLLMPreTrainedModel", "MelLLMSpeechOutput", "MelLossWeights"]

@@ -3,11 +3,30 @@
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
 
 
 FRONTENDS = ("stack", "conv", "encoder")
 PROJECTOR_TYPES = ("linear", "mlp")
-UTTERANCE_NORMS = ("none", "mean", "meanvar")
+# Fields of configs saved before the redesign (commit 49b21fd): training settings, and experiments that did not help
+# (docs/RESULTS.md). Loading drops them when they hold the value that changes nothing at inference, and refuses a
+# model that needs the removed code.
+LEGACY_TRAINING_FIELDS = (
+    "tts_frames_per_step",
+    "tts_loss_weight",
+    "tts_kl_weight",
+    "tts_flux_weight",
+    "tts_stop_weight",
+    "tts_stop_pos_weight",
+    "tts_input_dropout",
+    "tts_scheduled_sampling",
+    "tts_scheduled_sampling_passes",
+    "ctc_loss_weight",
+)
+LEGACY_INFERENCE_FIELDS = {"utterance_norm": "none"}
 AUTO_MAP = {
     "AutoConfig": "configuration_mel_llm.MelLLMConfig",
     "AutoModel": "modeling_mel_llm.MelLLMForSpeechLM",
@@ -45,7 +64,7 @@ class MelLLMConfig(PreTrainedConfig):
             `"stack"`: `frames_per_patch` consecutive frames are concatenated into one patch (the paper's encoder-free
             model). `"conv"`: the NeMo depthwise-striding subsampling kept from Phi-4-multimodal's audio front end.
             `"encoder"`: the same subsampling followed by Phi-4-MM-style conformer blocks (the paper's encoder
-            baseline; randomly initialised unless converted from Phi-4-MM with `training/convert_phi4mm.py`).
+            baseline; randomly initialised unless converted from Phi-4-MM with `training/tools/convert_phi4mm.py`).
         frames_per_patch (`int`, defaults to 8):
             Mel frames (10 ms each) per LLM token; 8 gives 80 ms per token like Phi-4-MM. For `"conv"` and
             `"encoder"` it must be a power of two (one stride-2 conv per factor of two).
@@ -67,11 +86,6 @@ class MelLLMConfig(PreTrainedConfig):
         encoder_chunk_length (`int`, defaults to 500):
             Tokens attend only within blocks of this many tokens (40 s at 80 ms per token), as Phi-4-MM processes
             long audio in 500-token chunks.
-        utterance_norm (`str`, defaults to `"none"`):
-            Per-clip normalisation of the log-mel after the global one: `"mean"` subtracts each clip's per-bin mean
-            over its real frames (cepstral mean normalisation: a voice's or channel's fixed spectral tilt and the
-            recording level drop out), `"meanvar"` also divides by its per-bin standard deviation. ASR only: a
-            spoken patch is fed back alone, with no clip to normalise over.
         audio_token_id (`int`, *optional*):
             Id of the audio placeholder token in the backbone vocabulary; each placeholder receives one audio patch.
         projector_bias (`bool`, defaults to `True`):
@@ -82,9 +96,6 @@ class MelLLMConfig(PreTrainedConfig):
         tts_head (`bool`, defaults to `False`):
             Add the MELLE-style next-token VAE mel head (`mel_head.py`) so the model also speaks. Off: an ASR-only
             model with no head weights.
-        tts_frames_per_step (`int`, *optional*):
-            Reduction factor: mel frames predicted per LLM step. Each predicted patch is fed back through the audio
-            input path as one audio token, so it must equal `frames_per_patch` (the default).
         tts_latent_dim (`int`, *optional*):
             Width of the sampled latent. `None`: the latent is the patch itself and the KL term pulls N(μ, σ²)
             towards N(target, I) (MELLE's form); an integer: a smaller latent, KL to N(0, I), then a linear map to
@@ -93,26 +104,10 @@ class MelLLMConfig(PreTrainedConfig):
         tts_postnet_layers (`int`, defaults to 5): conv layers of the residual post-net (0 disables it).
         tts_postnet_channels (`int`, defaults to 256): channels of the post-net.
         tts_postnet_kernel (`int`, defaults to 5): odd kernel size (frames) of the post-net convolutions.
-        tts_loss_weight (`float`, defaults to 1.0): weight of the whole TTS loss next to the text loss.
-        tts_kl_weight (`float`, defaults to 0.1): weight of the KL term (MELLE: 0.1 × the ½-weighted KL).
-        tts_flux_weight (`float`, defaults to 0.0): weight of MELLE's spectral-flux term, −‖μ_t − y_{t−1}‖₁,
-            which rewards frame-to-frame change (MELLE uses 0.5).
-        tts_stop_weight (`float`, defaults to 1.0): weight of the stop BCE.
-        tts_stop_pos_weight (`float`, defaults to 20.0): BCE `pos_weight` of the one "stop" step per utterance.
-        tts_input_dropout (`float`, defaults to 0.0): dropout on the embeddings of the teacher-forced mel patches fed
-            back as TTS input, in training only (Transformer-TTS's pre-net dropout). Continuing the previous patch is
-            easy; this makes the model read the text to know what comes next.
-        tts_scheduled_sampling (`float`, defaults to 0.0): in training, the probability that a fed-back patch is the
-            model's own prediction from a gradient-free teacher-forced pass instead of the recording (parallel
-            scheduled sampling). A model trained on recordings only drifts when it reads its own smoother output at
-            synthesis; this trains it on that input. Costs one extra forward pass per TTS batch and pass.
-        tts_scheduled_sampling_passes (`int`, defaults to 1): gradient-free passes; pass i reads pass i−1's mixture,
-            so fed-back patches can be predictions from predictions, as in free-running synthesis.
-        ctc_loss_weight (`float`, defaults to 0.0): weight of an auxiliary CTC loss on the audio positions (not in
-            the paper; training only). The LLM's last hidden states over the audio placeholders go through its own
-            LM head (no new weights; the audio placeholder token is the CTC blank) and are scored against the
-            transcript tokens. It teaches a small LLM trained from scratch where each word sits in the audio, which
-            next-token prediction alone learns slowly; inference is unchanged.
+
+    Training choices (loss weights, scheduled sampling, augmentation) are not part of the model: they live in
+    `training/arguments.py` and each run's `run_config.yaml`, so a checkpoint saved mid-run has the same config as
+    the final one.
 
     Example:
 
@@ -135,7 +130,6 @@ class MelLLMConfig(PreTrainedConfig):
     frames_per_patch: int = 8
     conv_channels: int = 1024
     conv_output_size: int = 1024
-    utterance_norm: str = "none"
     audio_token_id: int | None = None
     projector_bias: bool = True
     projector_type: str = "linear"
@@ -146,29 +140,18 @@ class MelLLMConfig(PreTrainedConfig):
     encoder_bias_max_distance: int = 500
     encoder_chunk_length: int = 500
     tts_head: bool = False
-    tts_frames_per_step: int | None = None
     tts_latent_dim: int | None = None
     tts_mlp_size: int = 512
     tts_postnet_layers: int = 5
     tts_postnet_channels: int = 256
     tts_postnet_kernel: int = 5
-    tts_loss_weight: float = 1.0
-    tts_kl_weight: float = 0.1
-    tts_flux_weight: float = 0.0
-    tts_stop_weight: float = 1.0
-    tts_stop_pos_weight: float = 20.0
-    tts_input_dropout: float = 0.0
-    tts_scheduled_sampling: float = 0.0
-    tts_scheduled_sampling_passes: int = 1
-    ctc_loss_weight: float = 0.0
     custom_pipelines: dict | None = None
 
     def __post_init__(self, **kwargs):
+        kwargs = _drop_legacy_fields(kwargs)
         super().__post_init__(**kwargs)
         if self.custom_pipelines is None:
             self.custom_pipelines = {**ASR_PIPELINE, **(TTS_PIPELINE if self.tts_head else {})}
-        if self.tts_head and self.tts_frames_per_step is None:
-            self.tts_frames_per_step = self.frames_per_patch
         # Written to config.json beside the code files, so the Auto classes load the model with trust_remote_code.
         self.auto_map = {
             **AUTO_MAP,
@@ -181,12 +164,6 @@ class MelLLMConfig(PreTrainedConfig):
         """Fail early with the field name and the fix, not deep inside the model."""
         if self.frontend not in FRONTENDS:
             raise ValueError(f"frontend={self.frontend!r} is not supported; choose one of {FRONTENDS}.")
-        if self.utterance_norm not in UTTERANCE_NORMS:
-            raise ValueError(
-                f"utterance_norm={self.utterance_norm!r} is not supported; choose one of {UTTERANCE_NORMS}."
-            )
-        if self.ctc_loss_weight < 0:
-            raise ValueError(f"ctc_loss_weight must be >= 0, got {self.ctc_loss_weight}.")
         if self.num_mel_bins < 1:
             raise ValueError(f"num_mel_bins must be positive, got {self.num_mel_bins}.")
         if self.frames_per_patch < 1:
@@ -240,16 +217,6 @@ class MelLLMConfig(PreTrainedConfig):
                 "tts_head needs a causal audio input path (frontend='stack' or 'conv'): the encoder front end's "
                 "conformer attends over the whole clip, so generated patches cannot be fed back one by one."
             )
-        if self.utterance_norm != "none":
-            raise ValueError(
-                f"tts_head cannot use utterance_norm={self.utterance_norm!r}: generated patches go back into the model "
-                "one at a time, with no whole clip to take a mean over. Use utterance_norm='none'."
-            )
-        if self.tts_frames_per_step != self.frames_per_patch:
-            raise ValueError(
-                f"tts_frames_per_step={self.tts_frames_per_step} must equal frames_per_patch={self.frames_per_patch}: "
-                "each predicted patch goes back into the model as one audio token."
-            )
         if self.tts_latent_dim is not None and self.tts_latent_dim < 1:
             raise ValueError(f"tts_latent_dim must be positive or None, got {self.tts_latent_dim}.")
         if self.tts_postnet_layers < 0 or self.tts_postnet_kernel % 2 == 0:
@@ -257,14 +224,6 @@ class MelLLMConfig(PreTrainedConfig):
                 f"tts_postnet_layers must be >= 0 and tts_postnet_kernel odd, got {self.tts_postnet_layers} and "
                 f"{self.tts_postnet_kernel}."
             )
-        if not 0.0 <= self.tts_input_dropout < 1.0:
-            raise ValueError(f"tts_input_dropout must be within [0, 1), got {self.tts_input_dropout}.")
-        if not 0.0 <= self.tts_scheduled_sampling <= 1.0:
-            raise ValueError(f"tts_scheduled_sampling must be within [0, 1], got {self.tts_scheduled_sampling}.")
-        if self.tts_scheduled_sampling_passes < 1:
-            raise ValueError(f"tts_scheduled_sampling_passes must be >= 1, got {self.tts_scheduled_sampling_passes}.")
-        if self.tts_stop_pos_weight <= 0:
-            raise ValueError(f"tts_stop_pos_weight must be positive, got {self.tts_stop_pos_weight}.")
 
     def with_tts_head(self, **tts_fields) -> "MelLLMConfig":
         """
@@ -272,9 +231,19 @@ class MelLLMConfig(PreTrainedConfig):
         registered. For TTS training from a trained ASR model: `MelLLMForSpeechLM.from_pretrained(path,
         config=config.with_tts_head())` keeps every trained weight and initialises only the head.
         """
-        unknown = sorted(key for key in tts_fields if not key.startswith("tts_"))
+        head_fields = {
+            "tts_latent_dim",
+            "tts_mlp_size",
+            "tts_postnet_layers",
+            "tts_postnet_channels",
+            "tts_postnet_kernel",
+        }
+        unknown = sorted(set(tts_fields) - head_fields)
         if unknown:
-            raise ValueError(f"with_tts_head takes tts_* fields only, got {unknown}.")
+            raise ValueError(
+                f"with_tts_head takes the mel head's fields {sorted(head_fields)}, got {unknown}; loss weights and "
+                "scheduled sampling are training arguments (training/arguments.py)."
+            )
         values = {**self.to_dict(), "tts_head": True, "custom_pipelines": None, **tts_fields}
         return type(self).from_dict(values)
 
@@ -284,12 +253,32 @@ class MelLLMConfig(PreTrainedConfig):
 
     @property
     def vocab_size(self) -> int:
+        """The backbone's vocabulary size (audio placeholder included)."""
         return self.text_config.vocab_size
 
     @property
     def patch_size(self) -> int:
         """Values per stacked patch (`frames_per_patch` × `num_mel_bins`); 640 for the paper's setting."""
         return self.frames_per_patch * self.num_mel_bins
+
+
+def _drop_legacy_fields(kwargs: dict) -> dict:
+    """Configs saved before the redesign carry training fields and removed experiments: drop the ones that change
+    nothing at inference, and refuse a model whose inputs went through removed code."""
+    for name, neutral in LEGACY_INFERENCE_FIELDS.items():
+        value = kwargs.pop(name, neutral)
+        if value != neutral:
+            raise ValueError(
+                f"This config sets {name}={value!r}, an option removed after commit 49b21fd (it did not help; "
+                "docs/RESULTS.md). Load the model with mel-llm at that commit."
+            )
+    dropped = sorted(key for key in kwargs if key in LEGACY_TRAINING_FIELDS)
+    if dropped:
+        logger.warning_once(
+            f"MelLLMConfig ignores {dropped}: training settings are not part of the model since commit 49b21fd; set "
+            "them in the training arguments (training/arguments.py)."
+        )
+    return {key: value for key, value in kwargs.items() if key not in LEGACY_TRAINING_FIELDS}
 
 
 __all__ = ["MelLLMConfig"]

@@ -7,7 +7,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from .feature_extraction_mel_llm import pcm_to_float
+from .feature_extraction_mel_llm import pcm_to_float, to_mono
 
 
 def _read(source, name: str) -> tuple[np.ndarray, int]:
@@ -18,17 +18,6 @@ def _read(source, name: str) -> tuple[np.ndarray, int]:
     if audio.size == 0:
         raise ValueError(f"Audio from {name} is empty (0 samples).")
     return audio, rate
-
-
-def _to_mono(audio: np.ndarray, name: str, channels_last: bool | None = None) -> np.ndarray:
-    """Average the channels. soundfile gives (samples, channels); for arrays the longer axis is taken as time."""
-    if audio.ndim == 2:
-        if channels_last is None:
-            channels_last = audio.shape[0] >= audio.shape[1]
-        return audio.mean(axis=1 if channels_last else 0)
-    if audio.ndim != 1:
-        raise ValueError(f"Audio from {name} has shape {audio.shape}; expected mono or (samples, channels).")
-    return audio
 
 
 def load_audio(inputs, sampling_rate: int) -> np.ndarray:
@@ -42,11 +31,9 @@ def load_audio(inputs, sampling_rate: int) -> np.ndarray:
         if not os.path.isfile(inputs):
             raise ValueError(f"Could not read audio: {name} does not exist.")
         audio, rate = _read(os.fspath(inputs), name)
-        channels_last = True
     elif isinstance(inputs, (bytes, bytearray)):
         name = f"{len(inputs)} bytes"
         audio, rate = _read(io.BytesIO(inputs), name)
-        channels_last = True
     elif isinstance(inputs, dict):
         if inputs.get("bytes") is not None:
             return load_audio(inputs["bytes"], sampling_rate)
@@ -59,15 +46,15 @@ def load_audio(inputs, sampling_rate: int) -> np.ndarray:
                 "An audio dict needs 'raw' (or 'array') and 'sampling_rate', or 'path'/'bytes'; got keys "
                 f"{sorted(inputs)}."
             )
-        name, audio, channels_last = "the audio dict", np.asarray(array), None
+        name, audio = "the audio dict", np.asarray(array)
     elif isinstance(inputs, np.ndarray):
-        name, audio, rate, channels_last = "the audio array", inputs, sampling_rate, None
+        name, audio, rate = "the audio array", inputs, sampling_rate
     else:
         raise TypeError(
             f"Unsupported audio input of type {type(inputs).__name__}: pass a file path, bytes, a numpy array or a "
             "dict with 'raw'/'array' and 'sampling_rate'."
         )
-    audio = _to_mono(np.asarray(audio), name, channels_last)
+    audio = to_mono(np.asarray(audio), f"Audio from {name}")
     audio = pcm_to_float(audio)
     if audio.dtype.kind != "f":
         raise TypeError(f"Audio from {name} has dtype {audio.dtype}; expected float or integer PCM samples.")

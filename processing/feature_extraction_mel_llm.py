@@ -98,6 +98,11 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
         """Mel frames for a clip of `num_samples` (after padding a too-short clip to one window)."""
         return (max(num_samples, WIN_LENGTH) - WIN_LENGTH) // HOP_LENGTH + 1
 
+    @property
+    def seconds_per_patch(self) -> float:
+        """Audio time one LLM audio token covers (0.08 s with 10 ms frames and 8 frames per patch)."""
+        return self.hop_length * self.frames_per_patch / self.sampling_rate
+
     def num_audio_tokens(self, num_samples: int) -> int:
         """LLM audio tokens (patches) for a clip of `num_samples` at 16 kHz: ceil(frames / frames_per_patch)."""
         return math.ceil(self.num_frames(num_samples) / self.frames_per_patch)
@@ -114,13 +119,7 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
         audio = pcm_to_float(audio)
         if audio.dtype.kind != "f":
             raise TypeError(f"{name} has dtype {audio.dtype}; expected floating point or integer PCM samples.")
-        if audio.ndim == 2 and 1 <= audio.shape[1] <= MAX_CHANNELS < audio.shape[0]:
-            audio = audio.mean(axis=1)  # (N, channels) → mono
-        elif audio.ndim != 1:
-            raise ValueError(
-                f"{name} has shape {tuple(audio.shape)}; expected a 1-D mono clip or (samples, channels) with at most "
-                f"{MAX_CHANNELS} channels. Pass a batch as a list of 1-D arrays."
-            )
+        audio = to_mono(audio, name)
         if audio.size == 0:
             raise ValueError(f"{name} is empty (0 samples).")
         if not np.isfinite(audio).all():
@@ -141,6 +140,21 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
                 return [np.asarray(raw_speech, dtype=np.float32)]
             return list(raw_speech)
         return [raw_speech]
+
+    def validated_clips(self, raw_speech, sampling_rate: int | None) -> list[np.ndarray]:
+        """One clip or a list of clips at `sampling_rate` → checked mono float32 clips, or an error naming the clip."""
+        if sampling_rate is None:
+            logger.warning_once(
+                f"No sampling_rate given to {type(self).__name__}; assuming {self.sampling_rate} Hz. Pass "
+                "sampling_rate to catch mismatched audio."
+            )
+        elif sampling_rate != self.sampling_rate:
+            raise ValueError(
+                f"Audio sampled at {sampling_rate} Hz, but {type(self).__name__} expects {self.sampling_rate} Hz. "
+                "Resample first (e.g. soxr.resample(audio, sampling_rate, 16000)), or use the ASR pipeline, which "
+                "resamples."
+            )
+        return [self.validate_audio(clip, i) for i, clip in enumerate(self.as_clip_list(raw_speech))]
 
     # ------------------------------------------------------------------ features
     def __call__(
@@ -164,18 +178,12 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
             `BatchFeature` with `input_features` (B, T, M) float32, right-padded with zeros, and
             `input_features_mask` (B, T) bool, True on real frames.
         """
-        if sampling_rate is None:
-            logger.warning_once(
-                f"No sampling_rate given to {type(self).__name__}; assuming {self.sampling_rate} Hz. Pass "
-                "sampling_rate to catch mismatched audio."
-            )
-        elif sampling_rate != self.sampling_rate:
-            raise ValueError(
-                f"Audio sampled at {sampling_rate} Hz, but {type(self).__name__} expects {self.sampling_rate} Hz. "
-                "Resample first (e.g. soxr.resample(audio, sampling_rate, 16000)), or use the ASR pipeline, which "
-                "resamples."
-            )
-        clips = [self.validate_audio(clip, i) for i, clip in enumerate(self.as_clip_list(raw_speech))]
+        return self.batch_features(self.validated_clips(raw_speech, sampling_rate), return_tensors, device)
+
+    def batch_features(
+        self, clips: list[np.ndarray], return_tensors: str | None = "pt", device: str | torch.device = "cpu"
+    ) -> BatchFeature:
+        """`input_features` and `input_features_mask` of clips that `validated_clips` returned."""
         features, mask = self.extract(clips, device=device)
         data = {"input_features": features.cpu(), "input_features_mask": mask.cpu()}
         return BatchFeature(data=data, tensor_type=return_tensors)
@@ -214,4 +222,17 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
         return features, mask
 
 
-__all__ = ["MelLLMFeatureExtractor", "pcm_to_float"]
+def to_mono(audio: np.ndarray, name: str) -> np.ndarray:
+    """The one down-mix rule, for arrays and decoded files alike: a 2-D clip is (samples, channels) with at most
+    MAX_CHANNELS channels (soundfile's layout), and its channels are averaged. Anything else raises."""
+    if audio.ndim == 1:
+        return audio
+    if audio.ndim == 2 and 1 <= audio.shape[1] <= MAX_CHANNELS:
+        return audio.mean(axis=1)
+    raise ValueError(
+        f"{name} has shape {tuple(audio.shape)}; expected a 1-D mono clip or (samples, channels) with at most "
+        f"{MAX_CHANNELS} channels. Pass a batch as a list of 1-D arrays."
+    )
+
+
+__all__ = ["MelLLMFeatureExtractor", "pcm_to_float", "to_mono"]

@@ -78,19 +78,15 @@ class MelLLMTextToSpeechPipeline(Pipeline):
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"Text to speak must be a non-empty string, got {text!r}.")
         inputs = self.processor.tts_inputs([text])
+        self.model.check_context(inputs["input_ids"].shape[1] + 1)  # room for at least one patch
         limit = getattr(self.model.config.text_config, "max_position_embeddings", None)
         room = None if limit is None else limit - inputs["input_ids"].shape[1]
-        if room is not None and room < 1:
-            raise ValueError(
-                f"The text is too long: its prompt takes {inputs['input_ids'].shape[1]} tokens of the language "
-                f"model's {limit}, leaving no room for speech. Split it into sentences."
-            )
         return {**inputs, "room": room}
 
     def _forward(self, model_inputs: dict, max_new_frames: int = DEFAULT_MAX_NEW_FRAMES, **generate_kwargs) -> dict:
         room = model_inputs.pop("room")
         if room is not None:  # frames that still fit in the context
-            max_new_frames = min(max_new_frames, room * self.model.config.tts_frames_per_step)
+            max_new_frames = min(max_new_frames, room * self.model.config.frames_per_patch)
         inputs = {key: value.to(self.model.device) for key, value in model_inputs.items()}
         with torch.inference_mode():
             speech = self.model.generate_speech(**inputs, max_new_frames=max_new_frames, **generate_kwargs)

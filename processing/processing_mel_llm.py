@@ -15,7 +15,6 @@ ASR_INSTRUCTION = "Transcribe the audio clip into text."  # Phi-4-MM's Open ASR 
 TTS_INSTRUCTION = "Read this text aloud:"  # our choice; the paper's TTS prompt is not known
 CHAT_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>")
 IGNORE_INDEX = -100
-TTS_TEXT_UNITS = ("tokens", "characters")
 
 
 def phi4mm_chat_template(audio_token: str = AUDIO_TOKEN) -> str:
@@ -43,9 +42,6 @@ class MelLLMProcessor(ProcessorMixin):
             defaults to Phi-4-MM's chat format.
         audio_token (`str`, defaults to `"<|audio|>"`): the placeholder token.
         instruction (`str`, defaults to Phi-4-MM's ASR instruction): the prompt used when only audio is given.
-        tts_text_units (`str`, defaults to `"tokens"`): how `tts_inputs` spells the text to speak. `"tokens"`: the
-            tokenizer's own pieces (about one per word with a small BPE). `"characters"`: one token per character,
-            so each 80 ms patch reads about one text token and the text-to-speech alignment is close to one to one.
         tts_interleave_words (`bool`, defaults to `False`): how a TTS row is laid out. `False`: the whole text, then
             the whole clip's patches. `True`: each word's tokens right before that word's patches (ELLA-V's
             alignment-guided ordering), so the word being spoken is always the nearest text and the model cannot
@@ -70,17 +66,19 @@ class MelLLMProcessor(ProcessorMixin):
         chat_template: str | None = None,
         audio_token: str = AUDIO_TOKEN,
         instruction: str = ASR_INSTRUCTION,
-        tts_text_units: str = "tokens",
         tts_interleave_words: bool = False,
+        tts_text_units: str = "tokens",
     ):
         if chat_template is None:
             chat_template = phi4mm_chat_template(audio_token)
-        if tts_text_units not in TTS_TEXT_UNITS:
-            raise ValueError(f"tts_text_units must be one of {TTS_TEXT_UNITS}, got {tts_text_units!r}.")
+        if tts_text_units != "tokens":  # processors saved before commit 49b21fd record it; characters were removed
+            raise ValueError(
+                f"tts_text_units={tts_text_units!r} was removed after commit 49b21fd (it did worse than tokens; "
+                "docs/RESULTS.md). Use mel-llm at that commit for such a model."
+            )
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
         self.audio_token = audio_token
         self.instruction = instruction
-        self.tts_text_units = tts_text_units
         self.tts_interleave_words = tts_interleave_words
         self.audio_token_id = tokenizer.convert_tokens_to_ids(audio_token)
         if self.audio_token_id is None or self.audio_token_id == tokenizer.unk_token_id:
@@ -120,21 +118,12 @@ class MelLLMProcessor(ProcessorMixin):
         )
 
     def _tts_prompt_ids(self, text: str, num_patches: int) -> list[int]:
-        """Token ids of the TTS prompt for `text`, spelled as `tts_text_units` says, plus `num_patches` placeholders."""
-        if self.tts_text_units == "tokens":
-            return self._encode(self.build_tts_prompt(text) + self.audio_token * num_patches)
-        marker = "\x00"  # stands in for the text while the chat template renders the rest
-        head, tail = self.build_tts_prompt(marker).split(marker)
-        spelled = self._spell(text.strip())
-        tail_ids = self.tokenizer(tail, add_special_tokens=False)["input_ids"]
-        return self._encode(head) + spelled + tail_ids + [self.audio_token_id] * num_patches
+        """Token ids of the TTS prompt for `text` plus `num_patches` placeholders."""
+        return self._encode(self.build_tts_prompt(text) + self.audio_token * num_patches)
 
     def _spell(self, text: str) -> list[int]:
-        """Token ids of `text` to speak, spelled as `tts_text_units` says."""
-        if self.tts_text_units == "tokens":
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        per_char = self.tokenizer(list(text), add_special_tokens=False)["input_ids"]
-        return [i for ids in per_char for i in ids]
+        """Token ids of `text` to speak."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _interleaved_tts_ids(self, text: str, patches_per_word: list[int] | None) -> list[int]:
         """The TTS prompt without the text, then each word's tokens and its patches' placeholders (one each without
@@ -160,7 +149,7 @@ class MelLLMProcessor(ProcessorMixin):
         if num_patches < len(words):
             raise ValueError(f"Clip {index} has {num_patches} patches for {len(words)} words; it is too short.")
         extractor = self.feature_extractor
-        seconds_per_patch = extractor.hop_length * extractor.frames_per_patch / extractor.sampling_rate
+        seconds_per_patch = extractor.seconds_per_patch
         bounds = [0]
         for position, start in enumerate(word_starts[1:], start=1):
             nearest = round(start / seconds_per_patch)
@@ -201,11 +190,10 @@ class MelLLMProcessor(ProcessorMixin):
         num_patches = [0] * len(texts)
         features = {}
         if audio is not None:
-            clips = self.feature_extractor.as_clip_list(audio)
+            clips = self.feature_extractor.validated_clips(audio, sampling_rate)
             if len(clips) != len(texts):
                 raise ValueError(f"Got {len(clips)} audio clips for {len(texts)} texts; give one clip per text.")
-            clips = [self.feature_extractor.validate_audio(clip, i) for i, clip in enumerate(clips)]
-            extracted = self.feature_extractor(clips, sampling_rate=sampling_rate, return_tensors="pt")
+            extracted = self.feature_extractor.batch_features(clips, return_tensors="pt")
             features = {
                 "mel_targets": extracted["input_features"],
                 "mel_target_mask": extracted["input_features_mask"],
@@ -258,12 +246,11 @@ class MelLLMProcessor(ProcessorMixin):
             `input_features_mask` (B, T); with `text_target` also `labels`.
         """
         kwargs.pop("audio_kwargs", None)
-        clips = [] if audio is None else self.feature_extractor.as_clip_list(audio)
+        clips = [] if audio is None else self.feature_extractor.validated_clips(audio, sampling_rate)
         prompts = self._prompts(text, len(clips))
         features = {}
         if clips:
-            clips = [self.feature_extractor.validate_audio(clip, i) for i, clip in enumerate(clips)]
-            features = dict(self.feature_extractor(clips, sampling_rate=sampling_rate, return_tensors="pt"))
+            features = dict(self.feature_extractor.batch_features(clips, return_tensors="pt"))
             prompts = self._expand_audio_tokens(prompts, [len(clip) for clip in clips])
         prompt_ids = [self._encode(prompt) for prompt in prompts]
         self._check_placeholders(prompt_ids, prompts)

@@ -14,7 +14,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from training.eval_asr import transcribe_batch
+from training.evaluation.eval_asr import transcribe_batch
 from training.tiny import build_tiny_model, build_tiny_processor
 
 
@@ -143,7 +143,7 @@ def tts_model(processor, tts_clips):
 @pytest.fixture(scope="session")
 def tts_dir(tmp_path_factory, tts_model, processor):
     """The overfit TTS model and processor saved as a Hub folder (code files, auto_map, model card)."""
-    from training.push_to_hub import save_for_hub
+    from training.tools.push_to_hub import save_for_hub
 
     model, _ = tts_model
     folder = tmp_path_factory.mktemp("tts_hub")

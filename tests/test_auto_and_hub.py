@@ -10,8 +10,8 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from training.push_to_hub import save_for_hub, write_model_card
 from training.tiny import build_tiny_model, build_tiny_processor
+from training.tools.push_to_hub import save_for_hub, write_model_card
 
 
 # Runs in a fresh interpreter in which the repo's packages cannot be imported, even if pip-installed.

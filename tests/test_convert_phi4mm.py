@@ -1,4 +1,4 @@
-"""training/convert_phi4mm.py on a tiny random Phi-4-multimodal built here, in both checkpoint layouts."""
+"""training/tools/convert_phi4mm.py on a tiny random Phi-4-multimodal built here, in both checkpoint layouts."""
 
 import json
 import math
@@ -13,9 +13,9 @@ from transformers import Phi4MultimodalConfig, Phi4MultimodalForCausalLM
 
 from modeling_mel_llm import MelLLMForSpeechLM
 from processing import MelLLMFeatureExtractor, MelLLMProcessor
-from training.convert_phi4mm import convert, main, mapped_state_dict, mel_llm_config
-from training.phi4mm_keys import map_keys
 from training.tiny import build_tokenizer
+from training.tools.convert_phi4mm import convert, main, mapped_state_dict, mel_llm_config
+from training.tools.phi4mm_keys import map_keys
 
 
 RANK, ALPHA = 4, 8

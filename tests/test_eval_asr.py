@@ -10,8 +10,16 @@ import pytest
 
 from tests.conftest import FSDD_DIR
 from training.data import Utterance, read_manifest
-from training.eval_asr import aggregate, evaluate_sets, main, parse_data_spec, score, summarize_set, write_reports
-from training.text_normalizer import normalize_english
+from training.evaluation.eval_asr import (
+    aggregate,
+    evaluate_sets,
+    main,
+    parse_data_spec,
+    score,
+    summarize_set,
+    write_reports,
+)
+from training.evaluation.text_normalizer import normalize_english
 
 
 def utterances(texts: list[str]) -> list[Utterance]:
@@ -34,7 +42,7 @@ def test_english_normalizer(text, expected):
 
 
 def test_vendored_normalizer_imports_only_stdlib_and_regex_and_ships_its_data():
-    folder = Path(__file__).resolve().parents[1] / "training" / "normalizers"
+    folder = Path(__file__).resolve().parents[1] / "training" / "evaluation" / "normalizers"
     for file in folder.glob("*.py"):
         for node in ast.walk(ast.parse(file.read_text())):
             if isinstance(node, ast.Import):
@@ -44,7 +52,7 @@ def test_vendored_normalizer_imports_only_stdlib_and_regex_and_ships_its_data():
             else:
                 continue
             assert all(n.split(".")[0] in sys.stdlib_module_names | {"regex"} for n in names), (file.name, names)
-    assert resources.files("training.normalizers").joinpath("english.json").is_file()
+    assert resources.files("training.evaluation.normalizers").joinpath("english.json").is_file()
     assert "MIT License" in (folder / "LICENSE").read_text()
 
 
@@ -170,5 +178,5 @@ def test_cli_on_a_saved_model_folder(overfit_models, processor, manifest, tmp_pa
     assert report["average_wer"] == results["average_wer"] == 0.0
     assert report["decoding"] == {"num_beams": 2, "max_new_tokens": 128}
     assert report["model"] == str(tmp_path / "model")
-    assert "training.eval_asr" in report["command"]
+    assert "training.evaluation.eval_asr" in report["command"]
     assert (out / "report.md").is_file()

@@ -1,13 +1,16 @@
 """MelLLMForSpeechLM: forward/backward on three backbones, placement checks, batching, loss, load arguments."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from modeling_mel_llm import MelLLMConfig
-from training.tiny import FAMILIES, build_tiny_model
+from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
+from training.tiny import FAMILIES
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 FRONTENDS = ("stack", "conv", "encoder")
 
 
@@ -245,56 +248,37 @@ def test_encoder_chunks_keep_batched_equal_to_single(make_model, processor):
         torch.testing.assert_close(batched[i][patch_mask[i]], alone[0], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("padding_side", ["left", "right"])
-def test_ctc_loss_scores_transcript_tokens_over_audio_positions(make_model, processor, padding_side):
-    """The auxiliary CTC term: LM-head log-probs at the audio positions vs the transcript tokens (no EOS), blank =
-    the audio placeholder; added to the text loss with its weight; the same whether a clip is batched or alone."""
-    model = make_model()
-    clips, texts = _clips((16_000, 12_000, 20_000)), ["one two three", "nine", "zero four"]  # all long enough
-    model.config.ctc_loss_weight = 0.0
-    batch = processor(audio=clips, sampling_rate=16_000, text_target=texts, padding_side=padding_side)
-    plain = model(**batch)
-    assert plain.ctc_loss is None
-    model.config.ctc_loss_weight = 0.5
-    with_ctc = model(**batch)
-    torch.testing.assert_close(with_ctc.loss, plain.loss + 0.5 * with_ctc.ctc_loss)
+@pytest.mark.parametrize("name", ["asr_stack", "tts_conv"])
+def test_models_saved_before_the_redesign_load_and_give_identical_outputs(name):
+    """Tiny checkpoints saved by commit 49b21fd (legacy training fields in config.json, tts_text_units in the
+    processor) load, keep none of those fields, and reproduce that code's logits and speech bit for bit."""
+    from safetensors.torch import load_file
 
-    singles = []
-    for clip, text in zip(clips, texts, strict=True):
-        single = processor(audio=[clip], sampling_rate=16_000, text_target=[text])
-        output = model(**single)
-        audio_log_probs = output.logits[0][single["input_ids"][0] == processor.audio_token_id].log_softmax(-1)
-        target = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
-        expected = torch.nn.functional.ctc_loss(
-            audio_log_probs, torch.tensor(target), [len(audio_log_probs)], [len(target)],
-            blank=processor.audio_token_id, reduction="sum",
-        ) / len(target)  # fmt: skip
-        torch.testing.assert_close(output.ctc_loss, expected)
-        singles.append(output.ctc_loss)
-    torch.testing.assert_close(with_ctc.ctc_loss, torch.stack(singles).mean())
+    from processing import MelLLMProcessor
 
-
-@pytest.mark.parametrize("utterance_norm", ["mean", "meanvar"])
-def test_utterance_norm_ignores_level_and_padding(processor, utterance_norm):
-    torch.manual_seed(0)
-    model = build_tiny_model(processor, audio_overrides={"utterance_norm": utterance_norm}).eval()
-    clips = _clips((12_000, 7_000), seed=3)
-    batch = processor(audio=clips, sampling_rate=16_000)
-    louder = processor(audio=[4.0 * clip for clip in clips], sampling_rate=16_000)  # +12 dB: a log-mel offset
-    alone = processor(audio=clips[1:], sampling_rate=16_000)  # the short clip without the batch's padding
-    embeds, mask = model.get_audio_features(batch["input_features"], batch["input_features_mask"])
-    louder_embeds, _ = model.get_audio_features(louder["input_features"], louder["input_features_mask"])
-    alone_embeds, _ = model.get_audio_features(alone["input_features"], alone["input_features_mask"])
-    torch.testing.assert_close(louder_embeds[mask], embeds[mask], atol=1e-3, rtol=1e-3)
-    torch.testing.assert_close(alone_embeds[0][: int(mask[1].sum())], embeds[1][mask[1]], atol=1e-5, rtol=1e-5)
-    plain = build_tiny_model(processor).eval()
-    plain.load_state_dict(model.state_dict())
-    plain_embeds, _ = plain.get_audio_features(batch["input_features"], batch["input_features_mask"])
-    assert not torch.allclose(plain_embeds[mask], embeds[mask], atol=1e-2)  # the option does something
+    folder = REPO_ROOT / "tests" / "fixtures" / "pre_redesign" / name
+    model = MelLLMForSpeechLM.from_pretrained(folder).eval()
+    assert "ctc_loss_weight" not in model.config.to_dict()
+    assert "tts_kl_weight" not in model.config.to_dict()
+    expected = load_file(folder / "expected_outputs.safetensors")
+    asr = {key: expected[key] for key in ("input_ids", "attention_mask", "labels", "input_features")}
+    asr["input_features_mask"] = expected["input_features_mask"].bool()
+    with torch.no_grad():
+        assert torch.equal(model(**asr).logits, expected["logits"])
+    if not model.config.tts_head:
+        return
+    tts = {key.removeprefix("tts_"): value for key, value in expected.items() if key.startswith("tts_")}
+    tts.pop("logits")
+    tts["mel_target_mask"] = tts["mel_target_mask"].bool()
+    processor = MelLLMProcessor.from_pretrained(folder)
+    with torch.no_grad():
+        assert torch.equal(model(**tts).logits, expected["tts_logits"])
+        assert torch.equal(model.teacher_forced_speech(**tts).mel_features, expected["teacher_forced_mel"])
+        speech = model.generate_speech(**processor.tts_inputs(["one two"]), max_new_frames=48, temperature=0.0)
+        assert torch.equal(speech.mel_features, expected["generated_mel"])
 
 
-def test_utterance_norm_is_refused_for_a_speaking_model():
-    with pytest.raises(ValueError, match="tts_head cannot use utterance_norm='mean'"):
-        MelLLMConfig(tts_head=True, utterance_norm="mean")
-    with pytest.raises(ValueError, match="utterance_norm='cmvn' is not supported"):
-        MelLLMConfig(utterance_norm="cmvn")
+def test_legacy_config_with_a_removed_inference_option_is_refused():
+    with pytest.raises(ValueError, match=r"utterance_norm='mean'.*removed after commit 49b21fd"):
+        MelLLMConfig(utterance_norm="mean")
+    assert "utterance_norm" not in MelLLMConfig(utterance_norm="none").to_dict()

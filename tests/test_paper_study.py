@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from benchmarks import paper_study
-from training.corpora import fsdd_splits, subsample
+from training.corpus.corpora import fsdd_splits, subsample
 
 
 def test_subsample_is_a_seeded_ordered_share():

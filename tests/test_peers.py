@@ -119,7 +119,7 @@ def test_main_runs_a_saved_mel_llm_on_fsdd(make_model, processor, tmp_path):
 
 @pytest.mark.skipif(not HAS_POCKETSPHINX, reason='optional peer: pip install -e ".[peers]" to test pocketsphinx')
 def test_pocketsphinx_decodes_espeak_speech():
-    from training.synthetic_speech import EspeakSynthesizer, to_training_clip
+    from training.corpus.synthetic_speech import EspeakSynthesizer, to_training_clip
 
     synthesizer = EspeakSynthesizer()
     clip = to_training_clip(synthesizer.synthesize("one two three", "en-us", rate_wpm=150), synthesizer.sampling_rate)

@@ -92,9 +92,11 @@ def test_load_audio_dict_at_44100_is_resampled():
 def test_load_audio_array_is_taken_at_target_rate():
     raw = noise(3000)
     np.testing.assert_array_equal(load_audio(raw, RATE), raw)
-    # channels-first (2, N) arrays are down-mixed too
-    both = np.stack([noise(3000, 1), noise(3000, 2)])
-    np.testing.assert_allclose(load_audio(both, RATE), both.mean(axis=0), atol=1e-7)
+    # one down-mix rule with the feature extractor: (samples, channels) is averaged, (channels, samples) refused
+    both = np.stack([noise(3000, 1), noise(3000, 2)], axis=1)
+    np.testing.assert_allclose(load_audio(both, RATE), both.mean(axis=1), atol=1e-7)
+    with pytest.raises(ValueError, match=r"shape \(2, 3000\).*\(samples, channels\)"):
+        load_audio(both.T.copy(), RATE)
 
 
 def test_load_audio_all_forms_agree(fsdd_paths):

@@ -103,30 +103,10 @@ def test_batch_decode_strips_special_tokens(processor):
     assert processor.batch_decode([ids], skip_special_tokens=True) == ["one two"]
 
 
-def test_tts_text_spelled_one_token_per_character(processor, tmp_path):
-    texts, clips = ["the big cat", "go"], [_clip(0.6), _clip(0.3, 1)]
-    by_token = processor.tts_inputs(texts, audio=clips, sampling_rate=16_000)
-    speller = MelLLMProcessor(processor.feature_extractor, processor.tokenizer, tts_text_units="characters")
-    by_char = speller.tts_inputs(texts, audio=clips, sampling_rate=16_000, padding_side="right")
-    tokenizer = processor.tokenizer
-    for row, text in enumerate(texts):
-        ids = by_char["input_ids"][row][by_char["attention_mask"][row].bool()].tolist()
-        pieces = tokenizer.convert_ids_to_tokens(ids)
-        start = pieces.index(":") + 2  # "Read this text aloud:" then the space before the text
-        spelled = pieces[start : start + len(text)]
-        assert tokenizer.convert_tokens_to_string(spelled) == text
-        assert len(spelled) == len(text)  # one token per character, spaces included
-        assert pieces[start + len(text)] == "<|end|>"
-        assert ids.count(processor.audio_token_id) == processor.feature_extractor.num_audio_tokens(len(clips[row]))
-    assert torch.equal(by_char["mel_targets"], by_token["mel_targets"])
-    assert by_char["input_ids"].shape[1] > by_token["input_ids"].shape[1]  # words are single BPE tokens
-
-    speller.save_pretrained(tmp_path)
-    reloaded = MelLLMProcessor.from_pretrained(tmp_path)
-    assert reloaded.tts_text_units == "characters"
-    assert torch.equal(reloaded.tts_inputs(texts)["input_ids"], speller.tts_inputs(texts)["input_ids"])
-    with pytest.raises(ValueError, match="tts_text_units must be one of"):
-        MelLLMProcessor(processor.feature_extractor, processor.tokenizer, tts_text_units="phonemes")
+def test_processors_saved_with_character_spelling_are_refused(processor):
+    """`tts_text_units="characters"` was removed (it did worse); a processor saved with it says so."""
+    with pytest.raises(ValueError, match="removed after commit 49b21fd"):
+        MelLLMProcessor(processor.feature_extractor, processor.tokenizer, tts_text_units="characters")
 
 
 def test_interleaved_tts_rows_put_each_word_before_its_own_patches(processor, tmp_path):

@@ -62,7 +62,7 @@ def test_a_tts_sweep_scores_each_runs_speech_with_the_judge(tmp_path, monkeypatc
     sweep = {
         "config": "training/configs/tts_cpu.yaml",
         "common": [*tiny, *corpus, "--max_steps=2"],
-        "variants": {"teacher_forced": [], "scheduled": ["--tts_config={tts_scheduled_sampling: 0.5}"]},
+        "variants": {"teacher_forced": [], "scheduled": ["--tts_scheduled_sampling=0.5"]},
     }
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))
@@ -79,8 +79,8 @@ def test_a_tts_sweep_scores_each_runs_speech_with_the_judge(tmp_path, monkeypatc
         assert scored["num_sentences"] == 2
         assert row["wer"] == scored["wer"]
         assert row["sets"]["tts"]["cer"] == scored["cer"]
-    config = json.loads((runs / "scheduled" / "config.json").read_text())
-    assert config["tts_scheduled_sampling"] == 0.5
+    settings = yaml.safe_load((runs / "scheduled" / "run_config.yaml").read_text())
+    assert settings["model"]["tts_scheduled_sampling"] == 0.5  # a training setting: in the run, not the model
     score = runs / "scheduled" / "tts_eval.json"
     written = json.loads(score.read_text())
     written["results"][0]["wer"] = 12.5

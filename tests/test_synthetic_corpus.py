@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from training import synthetic_corpus, synthetic_speech
 from training.arguments import parse_config
-from training.corpora import synthetic_manifests
-from training.data import read_manifest
-from training.synthetic_corpus import (
+from training.corpus import synthetic_corpus, synthetic_speech
+from training.corpus.corpora import synthetic_manifests
+from training.corpus.synthetic_corpus import (
     HELD_OUT_SPEAKERS,
     HELD_OUT_VOICES,
     TRAIN_VOICES,
@@ -27,7 +26,8 @@ from training.synthetic_corpus import (
     vocabulary,
     year,
 )
-from training.synthetic_speech import EspeakSynthesizer
+from training.corpus.synthetic_speech import EspeakSynthesizer
+from training.data import read_manifest
 
 
 WORDS = re.compile(r"^[a-z]+( [a-z]+)*$")
@@ -294,7 +294,7 @@ def test_made_up_accent_variants_keep_their_own_cache_folders(tmp_path, monkeypa
     arguments = ["--config", "training/configs/tiny_cpu.yaml", "--synthetic_num_train=6", "--synthetic_num_eval=2"]
     variants = {
         "default": [],
-        "rules": ["--synthetic_pseudo_accent_consonant_swaps=[1,2]", "--synthetic_pseudo_accent_stress_jitter=0.1"],
+        "rules": ["--synthetic_pseudo_accent_vowel_swaps=[1,2]"],
         "none": ["--synthetic_pseudo_accent_share=0"],
     }
     folders = {}
@@ -309,9 +309,7 @@ def test_made_up_accent_variants_keep_their_own_cache_folders(tmp_path, monkeypa
     )
     assert len(set(folders.values())) == 3
     info = {name: json.loads((folder / "corpus_info.json").read_text()) for name, folder in folders.items()}
-    assert info["rules"]["pseudo_accents"] == {
-        **synthetic_corpus.DEFAULT_PSEUDO_ACCENTS, "consonant_swaps": [1, 2], "stress_jitter": 0.1
-    }  # fmt: skip
+    assert info["rules"]["pseudo_accents"] == {**synthetic_corpus.DEFAULT_PSEUDO_ACCENTS, "vowel_swaps": [1, 2]}
     assert info["default"]["pseudo_accents"] == synthetic_corpus.DEFAULT_PSEUDO_ACCENTS
     assert "pseudo_accents" not in info["none"]
     with pytest.raises(ValueError, match="vowel swaps"):

@@ -4,8 +4,8 @@ import numpy as np
 import soundfile
 
 from benchmarks import synthetic_digits
+from training.corpus.synthetic_corpus import ONES
 from training.data import read_manifest
-from training.synthetic_corpus import ONES
 
 
 def test_digits_are_band_limited_like_fsdd_and_readable_as_a_manifest(tmp_path):

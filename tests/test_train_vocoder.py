@@ -5,8 +5,8 @@ import torch
 
 from processing import MelLLMFeatureExtractor, MelLLMHifiGan, load_vocoder
 from tests.conftest import FSDD_DIR
-from training.hifigan import HifiGanDiscriminators
-from training.train_vocoder import main
+from training.tools.hifigan import HifiGanDiscriminators
+from training.tools.train_vocoder import main
 
 
 def test_discriminators_score_every_period_and_scale():
@@ -21,11 +21,28 @@ def test_a_few_vocoder_steps_save_a_loadable_vocoder(tmp_path):
     model_dir = tmp_path / "model"
     result = main(
         [
-            "--model", str(model_dir), "--manifest", str(FSDD_DIR / "manifest.jsonl"), "--max-clips", "8",
-            "--steps", "4", "--batch-size", "2", "--segment-frames", "16", "--channels", "16",
-            "--resblock-kernels", "3", "--disc-width", "2", "--log-every", "2",
+            "--model",
+            str(model_dir),
+            "--manifest",
+            str(FSDD_DIR / "manifest.jsonl"),
+            "--max-clips",
+            "8",
+            "--steps",
+            "4",
+            "--batch-size",
+            "2",
+            "--segment-frames",
+            "16",
+            "--channels",
+            "16",
+            "--resblock-kernels",
+            "3",
+            "--disc-width",
+            "2",
+            "--log-every",
+            "2",
         ]
-    )  # fmt: skip
+    )
     assert all(np.isfinite([h["mel_l1"], h["g"], h["d"]]).all() for h in result["history"])
     vocoder = load_vocoder(model_dir, MelLLMFeatureExtractor())
     assert isinstance(vocoder, MelLLMHifiGan)

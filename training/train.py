@@ -29,11 +29,11 @@ from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
 from processing import ASR_INSTRUCTION, TTS_INSTRUCTION, MelLLMFeatureExtractor, MelLLMProcessor
 from training.arguments import DataArguments, ModelArguments, parse_config
 from training.augment import AugmentConfig
-from training.corpora import TrainingData, load_training_data
-from training.data import HubSpeechDataset, MelLLMDataCollator
-from training.eval_asr import evaluate_sets, write_reports
+from training.corpus.corpora import TrainingData, load_training_data
+from training.data import MelLLMDataCollator
+from training.evaluation.eval_asr import evaluate_sets, write_reports
 from training.finetuning import apply_finetuning, save_trained_model
-from training.samplers import EpochLengthGroupedSampler
+from training.scheduled_sampling import mix_in_own_predictions
 from training.smollm2 import resolve_text_model
 from training.tiny import DEFAULT_CORPUS, build_tiny_model, build_tokenizer
 from training.training_log import write_training_log
@@ -41,26 +41,27 @@ from training.training_log import write_training_log
 
 class MelLLMTrainer(Trainer):
     """Trainer whose evaluation also transcribes held-out audio and logs WER/CER (teacher-forced loss alone
-    says little about recognition)."""
+    says little about recognition), and whose TTS batches can use scheduled sampling."""
 
-    def __init__(self, *args, wer_sets: dict | None = None, generate_kwargs: dict | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        wer_sets: dict | None = None,
+        generate_kwargs: dict | None = None,
+        tts_scheduled_sampling: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.wer_sets, self.generate_kwargs = wer_sets or {}, generate_kwargs or {}
+        self.tts_scheduled_sampling = tts_scheduled_sampling
 
-    def _get_train_sampler(self, train_dataset=None):
-        """`train_sampling_strategy: group_by_length` groups by audio duration (the examples are waveforms, which
-        transformers cannot measure without decoding every one) with an epoch-seeded, resumable shuffle."""
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.args.train_sampling_strategy != "group_by_length" or not hasattr(dataset, "lengths"):
-            return super()._get_train_sampler(train_dataset)
-        lengths = (
-            dataset.lengths(self.args.length_column_name)
-            if isinstance(dataset, HubSpeechDataset)
-            else dataset.lengths()
-        )
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps
-        return EpochLengthGroupedSampler(lengths, batch_size, seed)
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """With `tts_scheduled_sampling` > 0, TTS rows read a mix of recorded and self-predicted patches."""
+        if self.tts_scheduled_sampling > 0 and model.training and inputs.get("mel_targets") is not None:
+            unwrapped = self.accelerator.unwrap_model(model)
+            unwrapped = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
+            inputs = {**inputs, "mel_inputs": mix_in_own_predictions(unwrapped, inputs, self.tts_scheduled_sampling)}
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix) if self.eval_dataset else {}
@@ -93,57 +94,23 @@ class EpochCallback(TrainerCallback):
         self.dataset.epoch = int(state.epoch or 0)
 
 
-class ScheduledSamplingRamp(TrainerCallback):
-    """
-    Raise the TTS scheduled-sampling probability linearly from 0 to the config's value over `ramp_steps` optimizer
-    steps. From scratch the model's own predictions are noise, and a model fed only those never learns from a
-    recording (p = 1 throughout fails); later, more of its own output teaches it to continue from it. The probability
-    follows `state.global_step`, so a resumed run picks up where it stopped, and the saved config keeps the target.
-    """
+def tts_layout(model_args: ModelArguments) -> dict:
+    """How a new processor lays out TTS rows (unset flags: the defaults)."""
+    return {"tts_interleave_words": bool(model_args.tts_interleave_words)}
 
-    def __init__(self, config: MelLLMConfig, ramp_steps: int):
-        if ramp_steps < 1:
-            raise ValueError(f"ramp_steps must be positive, got {ramp_steps}.")
-        if not config.tts_head or config.tts_scheduled_sampling == 0:
-            raise ValueError(
-                "tts_scheduled_sampling_ramp_steps needs a mel head and a tts_scheduled_sampling above 0 to ramp to; "
-                f"got tts_head={config.tts_head}, tts_scheduled_sampling={config.tts_scheduled_sampling}."
-            )
-        self.config, self.target, self.ramp_steps = config, config.tts_scheduled_sampling, ramp_steps
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.config.tts_scheduled_sampling = self.target * min(1.0, state.global_step / self.ramp_steps)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.config.tts_scheduled_sampling = self.target
+def audio_sizes(model_args: ModelArguments) -> dict:
+    """The audio-path sizes the recipe sets; unset ones keep their owner's default (config, or tiny.py)."""
+    names = ("conv_channels", "conv_output_size", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim")
+    return {name: getattr(model_args, name) for name in names if getattr(model_args, name) is not None}
 
 
 def build_processor_and_model(
     model_args: ModelArguments, train_texts: list[str]
 ) -> tuple[MelLLMProcessor, MelLLMForSpeechLM]:
-    """From a trained Mel-LLM, from a Hub/local causal LM (+ optional GGUF), or a tiny LM from scratch; the recipe's
-    `ctc_loss_weight` applies to all three."""
-    processor, model = _load_or_build(model_args, train_texts)
-    model.config.ctc_loss_weight = model_args.ctc_loss_weight
-    return processor, model
-
-
-def tts_layout(model_args: ModelArguments) -> dict:
-    """How a new processor lays out TTS rows (unset flags: the defaults)."""
-    return {
-        "tts_text_units": model_args.tts_text_units or "tokens",
-        "tts_interleave_words": bool(model_args.tts_interleave_words),
-    }
-
-
-def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[MelLLMProcessor, MelLLMForSpeechLM]:
+    """From a trained Mel-LLM, from a Hub/local causal LM (+ optional GGUF), or a tiny LM from scratch."""
     if model_args.init_from:
         processor = MelLLMProcessor.from_pretrained(model_args.init_from)
-        if model_args.tts_text_units not in (None, processor.tts_text_units):
-            raise ValueError(
-                f"{model_args.init_from} spells TTS text as {processor.tts_text_units!r}, and its model learned that; "
-                f"--tts_text_units={model_args.tts_text_units} needs a new model (drop --init_from or the flag)."
-            )
         if model_args.tts_interleave_words not in (None, processor.tts_interleave_words):
             raise ValueError(
                 f"{model_args.init_from} has tts_interleave_words={processor.tts_interleave_words}, and its model "
@@ -154,14 +121,7 @@ def _load_or_build(model_args: ModelArguments, train_texts: list[str]) -> tuple[
             config = config.with_tts_head(**(model_args.tts_config or {}))
         return processor, MelLLMForSpeechLM.from_pretrained(model_args.init_from, config=config)
     feature_extractor = MelLLMFeatureExtractor(frames_per_patch=model_args.frames_per_patch)
-    audio_kwargs = {
-        "conv_channels": model_args.conv_channels,
-        "conv_output_size": model_args.conv_output_size,
-        "encoder_layers": model_args.encoder_layers,
-        "encoder_attention_heads": model_args.encoder_attention_heads,
-        "encoder_ffn_dim": model_args.encoder_ffn_dim,
-        "utterance_norm": model_args.utterance_norm,
-    }
+    audio_kwargs = audio_sizes(model_args)
     tts_fields = {"tts_head": True, **(model_args.tts_config or {})} if model_args.tts_head else {}
     if model_args.text_model:
         text_model_path, gguf_file = resolve_text_model(model_args.text_model, model_args.gguf_file)
@@ -202,8 +162,6 @@ def augment_config(data_args: DataArguments) -> AugmentConfig:
         spec_time_mask_frames=data_args.spec_time_mask_frames,
         spec_freq_masks=data_args.spec_freq_masks,
         spec_freq_mask_bins=data_args.spec_freq_mask_bins,
-        freq_warp=data_args.freq_warp,
-        freq_warp_segment_frames=data_args.freq_warp_segment_frames,
         probability=data_args.augment_probability,
     )
 
@@ -238,10 +196,11 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
     processor, model = build_processor_and_model(model_args, data.train_texts)
     if data_args.tts_ratio > 0 and model.mel_head is None:
         raise ValueError("tts_ratio > 0 needs a model with a mel head: set tts_head: true (or init_from one).")
-    if data_args.pack_sequences and (data_args.tts_ratio > 0 or model.config.ctc_loss_weight > 0):
-        raise ValueError(
-            "pack_sequences packs ASR rows only: it cannot be combined with tts_ratio or ctc_loss_weight."
-        )
+    if data_args.pack_sequences and data_args.tts_ratio > 0:
+        raise ValueError("pack_sequences packs ASR rows only: it cannot be combined with tts_ratio.")
+    if model_args.tts_scheduled_sampling > 0 and model.mel_head is None:
+        raise ValueError("tts_scheduled_sampling needs a model with a mel head (tts_head: true, or init_from one).")
+    model.tts_loss_weights = model_args.loss_weights()
     if not model_args.init_from and data.has_length:
         fit_normalization(model, processor, data)
     model.config.use_cache = False
@@ -249,8 +208,6 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
         model.save_pretrained(Path(training_args.output_dir) / "base")  # what the unmerged adapter applies to
         processor.save_pretrained(Path(training_args.output_dir) / "base")
     callbacks = [EpochCallback(data.train), *extra_callbacks]
-    if model_args.tts_scheduled_sampling_ramp_steps:
-        callbacks.append(ScheduledSamplingRamp(model.config, model_args.tts_scheduled_sampling_ramp_steps))
     model = apply_finetuning(model, model_args)
 
     collator = MelLLMDataCollator(
@@ -268,6 +225,7 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
         callbacks=callbacks,
         wer_sets=data.wer_sets,
         generate_kwargs=eval_generate_kwargs(data_args),
+        tts_scheduled_sampling=model_args.tts_scheduled_sampling,
     )
     return Run(trainer, processor, model_args, data_args, training_args, data)
 

@@ -9,7 +9,7 @@ processes each get their own engine and are safe.
 Reproducibility: the engine seeds its noise generator from the clock (we reseed it with 0 at start-up) and carries
 state from one utterance to the next (pitch-flutter phase, filter memories), so the same call can come out a few
 samples different depending on what was spoken before. The same *sequence* of calls in a *fresh process* gives
-identical samples; `training.synthetic_corpus` relies on that by synthesising each shard in a new process.
+identical samples; `training.corpus.synthetic_corpus` relies on that by synthesising each shard in a new process.
 """
 
 import ctypes
@@ -90,9 +90,15 @@ def _load(data_path: str | Path | None = None) -> dict:
         library.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         library.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         library.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-            ctypes.c_void_p, ctypes.c_void_p,
-        ]  # fmt: skip
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         # Returns the output sample rate (22050 Hz), or -1 when the voice data cannot be read.
         rate = library.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path).encode(), 0)
         if rate <= 0:

@@ -1,12 +1,12 @@
 """English text normalisation for WER: Whisper's `EnglishTextNormalizer`, as the Open ASR leaderboard applies it.
 
 Scores are only comparable with published ones when references and hypotheses go through the same normaliser, so the
-leaderboard's is vendored (MIT) in `training/normalizers/` rather than re-implemented.
+leaderboard's is vendored (MIT) in `training/evaluation/normalizers/` rather than re-implemented.
 """
 
 from functools import cache
 
-from training.normalizers import EnglishTextNormalizer
+from training.evaluation.normalizers import EnglishTextNormalizer
 
 
 @cache

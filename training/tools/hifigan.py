@@ -1,5 +1,5 @@
 """HiFi-GAN training parts: multi-period and multi-scale discriminators and the GAN losses (the generator is
-transformers' `SpeechT5HifiGan`, see processing/vocoder_mel_llm.py). Next: training/train_vocoder.py.
+transformers' `SpeechT5HifiGan`, see processing/vocoder_mel_llm.py). Next: training/tools/train_vocoder.py.
 
 Shapes: B batch, N samples. `width` scales every discriminator's channels (HiFi-GAN V1 = 32; CPU runs use 8).
 Weight norm everywhere (the paper uses spectral norm on the first scale discriminator).

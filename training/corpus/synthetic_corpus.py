@@ -1,6 +1,6 @@
 """A default training corpus that needs no download: seeded English text spoken locally by espeak-ng.
 
-    python -m training.synthetic_corpus --out DIR --num-train 3000 --num-eval 300 [--voice en-us]
+    python -m training.corpus.synthetic_corpus --out DIR --num-train 3000 --num-eval 300 [--voice en-us]
 
 Texts are lower-case words without punctuation (digit strings, spelled-out numbers/times/dates, smart-home commands,
 template sentences over a few hundred words), so WER measures recognition, not formatting. Training utterances use
@@ -23,21 +23,27 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from training.pseudo_accents import (
+from training.corpus.defaults import (
+    DEFAULT_NUM_EVAL,
+    DEFAULT_NUM_TRAIN,
+    DEFAULT_PSEUDO_ACCENTS,
+    PSEUDO_ACCENT_SHARE,
+    PSEUDO_ACCENT_VOICES,
+)
+from training.corpus.pseudo_accents import (
     DEFAULT_RULES,
     AccentRules,
     pseudo_accent_data,
     pseudo_accent_names,
     pseudo_accent_voices,
 )
-from training.synthetic_speech import EspeakSynthesizer, to_training_clip_with_offset, write_wav
+from training.corpus.synthetic_speech import EspeakSynthesizer, to_training_clip_with_offset, write_wav
 
 
 GENERATOR_VERSION = 3  # 3: word start times in the manifest. Bump whenever texts, voices or audio processing change: invalidates every cache
 SAMPLING_RATE = 16_000
 SHARD_SIZE = 500  # utterances per fresh synthesis process; fixed so output never depends on the worker count
 MAX_WORDS = 12
-DEFAULT_NUM_TRAIN, DEFAULT_NUM_EVAL = 16_000, 300  # the main job's corpus (training/configs/tiny_cpu.yaml)
 
 _WORD_LISTS = {  # a few hundred words in all: small enough for a CPU-sized model to learn
     "ones": "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
@@ -68,31 +74,120 @@ _WORD_LISTS = {  # a few hundred words in all: small enough for a CPU-sized mode
 }
 WORDS = {slot: text.split() for slot, text in _WORD_LISTS.items()}
 ONES, TENS, ORDINALS, MONTHS, GLUE = (WORDS.pop(key) for key in ("ones", "tens", "ordinals", "months", "glue"))
-SENTENCES = [
-    "the {adj} {noun} {vi}", "the {colour} {noun} {vi} in the {place}", "{name} {vt} the {adj} {noun}",
-    "{name} {vt} a {colour} {noun} {when}", "the {noun} is {adj}", "the {noun} was {colour}",
-    "{name} and {name} {vi} in the {place} {when}", "my {noun} is in the {place}", "did you see the {adj} {noun}",
-    "please give me the {colour} {noun}", "{count} {colour} {nouns}", "there are {count} {adj} {nouns} here",
-    "the {adj} {noun} {vt} the {colour} {noun} in the {place}", "{name} {vi}", "{noun}", "{adj} {nouns}",
-    "we {vt} {count} {nouns} at the {place} {when}", "where is the {adj} {noun}", "i like {colour} {nouns}",
-]  # fmt: skip
-COMMANDS = [
-    "turn the {device} {onoff}", "turn the {device} {onoff} in the {room}", "turn {updown} the volume",
-    "set a timer for {count} minutes", "set an alarm for {clock}", "play some music in the {room}", "call {name}",
-    "send a message to {name}", "open the {room} door", "lock the front door", "what is the weather {when}",
-    "what time is it", "stop", "pause", "next song", "go back", "remind me to buy {nouns} {when}",
-    "add {nouns} to the shopping list", "dim the lights in the {room}", "switch {onoff} the {device}",
-]  # fmt: skip
+SENTENCES = """
+the {adj} {noun} {vi}
+the {colour} {noun} {vi} in the {place}
+{name} {vt} the {adj} {noun}
+{name} {vt} a {colour} {noun} {when}
+the {noun} is {adj}
+the {noun} was {colour}
+{name} and {name} {vi} in the {place} {when}
+my {noun} is in the {place}
+did you see the {adj} {noun}
+please give me the {colour} {noun}
+{count} {colour} {nouns}
+there are {count} {adj} {nouns} here
+the {adj} {noun} {vt} the {colour} {noun} in the {place}
+{name} {vi}
+{noun}
+{adj} {nouns}
+we {vt} {count} {nouns} at the {place} {when}
+where is the {adj} {noun}
+i like {colour} {nouns}
+""".strip().splitlines()  # one template per line
+COMMANDS = """
+turn the {device} {onoff}
+turn the {device} {onoff} in the {room}
+turn {updown} the volume
+set a timer for {count} minutes
+set an alarm for {clock}
+play some music in the {room}
+call {name}
+send a message to {name}
+open the {room} door
+lock the front door
+what is the weather {when}
+what time is it
+stop
+pause
+next song
+go back
+remind me to buy {nouns} {when}
+add {nouns} to the shopping list
+dim the lights in the {room}
+switch {onoff} the {device}
+""".strip().splitlines()  # one template per line
 MASS_NOUNS = {"bread", "cheese", "milk", "tea", "soup"}  # never pluralised
 TRAIN_ACCENTS = ["en-us", "en", "en-gb-x-rp", "en-029", "en-gb-x-gbclan"]
 TRAIN_VARIANTS = [  # espeak-ng's human-sounding voice modifiers (robots, whisper, croak and the like left out)
-    "", "m1", "m2", "m3", "m6", "m7", "m8", "f1", "f2", "f4", "klatt", "klatt3", "klatt4", "Alex", "Andrea", "Andy",
-    "Annie", "Denis", "Diogo", "Gene", "Henrique", "Hugo", "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike",
-    "Nguyen", "Reed", "Storm", "adam", "anika", "announcer", "antonio", "aunty", "belinda", "benjamin", "boris",
-    "caleb", "david", "ed", "edward", "grandma", "grandpa", "gustave", "ian", "iven", "john", "linda", "marcelo",
-    "max", "michel", "miguel", "norbert", "pablo", "paul", "pedro", "quincy", "rob", "robert", "sandro", "shelby",
-    "steph", "travis", "victor", "zac",
-]  # fmt: skip
+    "",
+    "m1",
+    "m2",
+    "m3",
+    "m6",
+    "m7",
+    "m8",
+    "f1",
+    "f2",
+    "f4",
+    "klatt",
+    "klatt3",
+    "klatt4",
+    "Alex",
+    "Andrea",
+    "Andy",
+    "Annie",
+    "Denis",
+    "Diogo",
+    "Gene",
+    "Henrique",
+    "Hugo",
+    "Jacky",
+    "Lee",
+    "Marco",
+    "Mario",
+    "Michael",
+    "Mike",
+    "Nguyen",
+    "Reed",
+    "Storm",
+    "adam",
+    "anika",
+    "announcer",
+    "antonio",
+    "aunty",
+    "belinda",
+    "benjamin",
+    "boris",
+    "caleb",
+    "david",
+    "ed",
+    "edward",
+    "grandma",
+    "grandpa",
+    "gustave",
+    "ian",
+    "iven",
+    "john",
+    "linda",
+    "marcelo",
+    "max",
+    "michel",
+    "miguel",
+    "norbert",
+    "pablo",
+    "paul",
+    "pedro",
+    "quincy",
+    "rob",
+    "robert",
+    "sandro",
+    "shelby",
+    "steph",
+    "travis",
+    "victor",
+    "zac",
+]
 HELD_OUT_ACCENTS = ["en-gb-scotland", "en-us-nyc", "en-gb-x-gbcwmd"]
 HELD_OUT_VARIANTS = ["m4", "m5", "f3", "f5", "klatt2"]
 TRAIN_VOICES = [a + (f"+{v}" if v else "") for a in TRAIN_ACCENTS for v in TRAIN_VARIANTS]
@@ -101,10 +196,6 @@ HELD_OUT_SPEAKERS = [f"{a}+{v}" for a in TRAIN_ACCENTS for v in HELD_OUT_VARIANT
 SPEAKERS_MANIFEST = "eval_speakers.jsonl"  # next to eval.jsonl in a multi-voice corpus
 RATE_WPM, PITCH, PITCH_RANGE = (130, 210), (30, 70), (20, 80)
 SINGLE_VOICE_PROSODY = {"rate_wpm": 170, "pitch": 50, "pitch_range": 50}  # the middle of the ranges above
-# Share of training utterances spoken in a made-up accent (training.pseudo_accents), and how many such accents.
-# 0.75 of 80 took the main job from 13.8 to 10.4-11.6 % WER on the held-out accents (docs/RESULTS.md, section 5).
-PSEUDO_ACCENT_SHARE, PSEUDO_ACCENT_VOICES = 0.75, 80
-DEFAULT_PSEUDO_ACCENTS = {"share": PSEUDO_ACCENT_SHARE, "voices": PSEUDO_ACCENT_VOICES}
 
 
 def cardinal(n: int) -> str:
@@ -174,10 +265,13 @@ def generate_text(rng: random.Random) -> tuple[str, str]:
             text = [
                 cardinal(rng.choice([rng.randint(0, 99), rng.randint(100, 999), rng.randint(1000, 9999)])),
                 clock_time(rng),
-                rng.choice([f"{month} {ordinal(rng.randint(1, 31))}", f"the {ordinal(rng.randint(1, 31))} of {month}"]),
+                rng.choice(
+                    [f"{month} {ordinal(rng.randint(1, 31))}", f"the {ordinal(rng.randint(1, 31))} of {month}"]
+                ),
                 f"{month} {year(rng.randint(1900, 2099))}" if rng.random() < 0.5 else year(rng.randint(1900, 2099)),
-                f"{cardinal(rng.randint(2, 999))} dollars" + (f" and {cardinal(rng.randint(2, 99))} cents" if rng.random() < 0.4 else ""),
-            ][form]  # fmt: skip
+                f"{cardinal(rng.randint(2, 999))} dollars"
+                + (f" and {cardinal(rng.randint(2, 99))} cents" if rng.random() < 0.4 else ""),
+            ][form]
         else:
             text = _fill(rng.choice(COMMANDS if kind == "command" else SENTENCES), rng)
         if 1 <= len(text.split()) <= MAX_WORDS:
@@ -317,9 +411,13 @@ def build_corpus(
     Output is identical for a given seed whatever `num_workers` (default: all cores).
     """
     info = {
-        "generator_version": GENERATOR_VERSION, "num_train": num_train, "num_eval": num_eval, "seed": seed,
-        "sampling_rate": SAMPLING_RATE, "espeakng_loader": _espeak_version(),
-    }  # fmt: skip
+        "generator_version": GENERATOR_VERSION,
+        "num_train": num_train,
+        "num_eval": num_eval,
+        "seed": seed,
+        "sampling_rate": SAMPLING_RATE,
+        "espeakng_loader": _espeak_version(),
+    }
     folder = f"v{GENERATOR_VERSION}-train{num_train}-eval{num_eval}-seed{seed}"
     if voice is not None:
         info["voice"] = voice  # absent for the multi-voice corpus, so its existing caches stay valid

@@ -1,7 +1,7 @@
 """Train a HiFi-GAN vocoder on Mel-LLM log-mel (Phi-4-MM features, 10 ms hop, 16 kHz) and bundle it with a model.
 
-    python -m training.train_vocoder --model runs/tts_cpu [--steps 2000] [--channels 128] [--manifest M.jsonl]
-    python -m training.train_vocoder --out runs/vocoder --steps 20         # a stand-alone vocoder folder
+    python -m training.tools.train_vocoder --model runs/tts_cpu [--steps 2000] [--channels 128] [--manifest M.jsonl]
+    python -m training.tools.train_vocoder --out runs/vocoder --steps 20         # a stand-alone vocoder folder
 
 Data: the embedded synthetic corpus (or any JSONL manifest), random segments of `--segment-frames` frames.
 Losses (HiFi-GAN): LSGAN on MPD + MSD, 2 × feature matching, 45 × L1 between the log-mel of the generated and the
@@ -20,14 +20,14 @@ from transformers import SpeechT5HifiGan
 from processing import MelLLMFeatureExtractor, MelLLMHifiGan, load_audio
 from processing.feature_extraction_mel_llm import HOP_LENGTH, WIN_LENGTH
 from processing.vocoder_mel_llm import VOCODER_SUBFOLDER
+from training.corpus.synthetic_corpus import cached_corpus_manifests
 from training.data import read_manifest
-from training.hifigan import (
+from training.tools.hifigan import (
     HifiGanDiscriminators,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
 )
-from training.synthetic_corpus import cached_corpus_manifests
 
 
 # Generator block t covers samples [160t, 160t + 160) (centre +80); extractor frame t is centred on 160t + 200.

@@ -1,6 +1,6 @@
 """Publish a trained Mel-LLM: one folder with weights (safetensors), code files, processor and a model card.
 
-    python -m training.push_to_hub --model runs/tiny --repo-id you/mel-llm-tiny [--private] [--folder-only DIR]
+    python -m training.tools.push_to_hub --model runs/tiny --repo-id you/mel-llm-tiny [--private] [--folder-only DIR]
 
 The folder loads anywhere with `AutoModel.from_pretrained(..., trust_remote_code=True)` and
 `pipeline("automatic-speech-recognition", model=..., trust_remote_code=True)`.

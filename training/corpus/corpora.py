@@ -9,6 +9,7 @@ import soundfile
 from processing import load_audio
 from training.arguments import DataArguments
 from training.augment import AugmentConfig
+from training.corpus.synthetic_corpus import build_corpus, cache_root, speakers_manifest
 from training.data import (
     HubSpeechDataset,
     SpeechTextDataset,
@@ -17,10 +18,9 @@ from training.data import (
     load_hub_split,
     read_manifest,
 )
-from training.synthetic_corpus import build_corpus, cache_root, speakers_manifest
 
 
-FSDD_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "manifest.jsonl"
+FSDD_MANIFEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "fsdd" / "manifest.jsonl"
 CORPORA = ("synthetic", "fsdd", "manifest", "hub")
 
 

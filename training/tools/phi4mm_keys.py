@@ -2,7 +2,7 @@
 
 Two source layouts are read: transformers' `Phi4MultimodalForCausalLM` and the original remote-code checkpoint of
 microsoft/Phi-4-multimodal-instruct (renamed to the first with the same renames as transformers' own conversion
-script). Used by training/convert_phi4mm.py, which checks shapes and writes the model.
+script). Used by training/tools/convert_phi4mm.py, which checks shapes and writes the model.
 """
 
 import re

@@ -1,6 +1,6 @@
 """Phi-4-multimodal → MelLLMForSpeechLM: the paper's "Phi-4-MM init", written as a save_pretrained folder.
 
-What goes where (names in training/phi4mm_keys.py; every source key is mapped or dropped with a reason, unknown keys
+What goes where (names in training/tools/phi4mm_keys.py; every source key is mapped or dropped with a reason, unknown keys
 and wrong shapes raise):
 - LLM (Phi-4-mini) → `language_model`, a `Phi3ForCausalLM` (same fused `qkv_proj` / `gate_up_proj` weights).
 - Global CMVN, NeMo conv subsampling → `audio_frontend.norm`, `audio_frontend.subsampling` (same module names).
@@ -13,7 +13,7 @@ and wrong shapes raise):
   projector are dropped.
 
 Usage:
-    python -m training.convert_phi4mm --src microsoft/Phi-4-multimodal-instruct --out phi4mm-mel-llm --frontend conv
+    python -m training.tools.convert_phi4mm --src microsoft/Phi-4-multimodal-instruct --out phi4mm-mel-llm --frontend conv
     # then: model = MelLLMForSpeechLM.from_pretrained(out); PeftModel.from_pretrained(model, f"{out}/speech-lora")
 """
 
@@ -29,17 +29,17 @@ from transformers import AutoTokenizer, GenerationConfig, Phi3Config
 
 from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
 from processing import MelLLMFeatureExtractor, MelLLMProcessor
-from training.phi4mm_keys import KeyMap, adapter_lora, map_keys
+from training.tools.phi4mm_keys import KeyMap, adapter_lora, map_keys
 
 
 ORIGINAL_AUDIO_TOKEN_ID = 200011  # `<|endoftext11|>`, hard-coded in the remote code
-TEXT_KEYS = (
-    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "hidden_act", "max_position_embeddings", "original_max_position_embeddings",
-    "rms_norm_eps", "tie_word_embeddings", "rope_parameters", "rope_scaling", "rope_theta", "partial_rotary_factor",
-    "bos_token_id", "eos_token_id", "pad_token_id", "sliding_window", "resid_pdrop", "embd_pdrop",
-    "attention_dropout", "initializer_range",
-)  # fmt: skip
+_TEXT_KEYS = """
+    vocab_size hidden_size intermediate_size num_hidden_layers num_attention_heads num_key_value_heads
+    hidden_act max_position_embeddings original_max_position_embeddings rms_norm_eps tie_word_embeddings
+    rope_parameters rope_scaling rope_theta partial_rotary_factor bos_token_id eos_token_id pad_token_id
+    sliding_window resid_pdrop embd_pdrop attention_dropout initializer_range
+"""
+TEXT_KEYS = tuple(_TEXT_KEYS.split())  # the Phi-3 fields a Phi-4-mini config carries
 SUPPORTED_AUDIO = {
     "input_size": 80,
     "downsample_rate": 1,
@@ -66,19 +66,26 @@ def audio_fields(raw: dict) -> dict:
     if "audio_config" in raw:  # transformers layout
         audio = raw["audio_config"]
         fields = {
-            "hidden": audio["hidden_size"], "heads": audio["num_attention_heads"], "ffn": audio["intermediate_size"],
-            "blocks": audio["num_blocks"], "channels": audio["nemo_conv_channels"],
-            "distance": audio["bias_max_distance"], "token": audio.get("audio_token_id", ORIGINAL_AUDIO_TOKEN_ID),
-        }  # fmt: skip
+            "hidden": audio["hidden_size"],
+            "heads": audio["num_attention_heads"],
+            "ffn": audio["intermediate_size"],
+            "blocks": audio["num_blocks"],
+            "channels": audio["nemo_conv_channels"],
+            "distance": audio["bias_max_distance"],
+            "token": audio.get("audio_token_id", ORIGINAL_AUDIO_TOKEN_ID),
+        }
     else:  # original remote-code layout
         audio = raw["audio_processor"]["config"]
         audio = {**audio, **raw.get("embd_layer", {}).get("audio_embd_layer", {})}
         fields = {
-            "hidden": audio["attention_dim"], "heads": audio["attention_heads"], "ffn": audio["linear_units"],
-            "blocks": audio["num_blocks"], "channels": audio["nemo_conv_settings"]["conv_channels"],
+            "hidden": audio["attention_dim"],
+            "heads": audio["attention_heads"],
+            "ffn": audio["linear_units"],
+            "blocks": audio["num_blocks"],
+            "channels": audio["nemo_conv_settings"]["conv_channels"],
             "distance": audio["relative_attention_bias_args"]["t5_bias_max_distance"],
             "token": raw.get("audio_token_id", ORIGINAL_AUDIO_TOKEN_ID),
-        }  # fmt: skip
+        }
     for name, value in SUPPORTED_AUDIO.items():  # what transformers' conformer classes (and so MelLLM) implement
         if audio.get(name, value) != value:
             raise ValueError(f"Phi-4-MM audio setting {name}={audio[name]!r} is not supported (expected {value!r}).")

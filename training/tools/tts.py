@@ -1,6 +1,6 @@
 """Speak text with a trained Mel-LLM: one WAV, and optionally a PNG of the predicted (vs reference) log-mel.
 
-    python -m training.tts --model runs/tts_cpu --text "turn the lights on" --out out.wav [--png mel.png]
+    python -m training.tools.tts --model runs/tts_cpu --text "turn the lights on" --out out.wav [--png mel.png]
         [--reference ref.wav] [--seed 0] [--temperature 1.0] [--max-new-frames 1000] [--stop-threshold 0.5]
 
 Vocoder: the HiFi-GAN in `MODEL/vocoder/` when present, else Griffin-Lim. With `--reference` the PNG (default:

@@ -1,6 +1,6 @@
 """Score a Mel-LLM on ASR test sets with the Open ASR leaderboard protocol; write report.json and report.md.
 
-    python -m training.eval_asr --model runs/tiny_cpu --data test=manifest.jsonl [--data other.jsonl ...]
+    python -m training.evaluation.eval_asr --model runs/tiny_cpu --data test=manifest.jsonl [--data other.jsonl ...]
         [--batch-size 16] [--max-samples N] [--num-beams 1] [--out-dir DIR] [--device cpu|cuda] [--dtype auto|...]
 
 References and hypotheses (greedy, or beam search with --num-beams) go through Whisper's English normaliser; samples
@@ -26,10 +26,10 @@ from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
 from processing import load_audio
 from training.data import Utterance, read_manifest
-from training.text_normalizer import normalize_english
+from training.evaluation.text_normalizer import normalize_english
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_clip(utterance: Utterance, sampling_rate: int, peak_normalize: bool = True) -> np.ndarray:
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
         "num_beams": args.num_beams,
     }
     results = evaluate_sets(model, processor, sets, args.batch_size, **options)
-    command = shlex.join(["python", "-m", "training.eval_asr", *argv])
+    command = shlex.join(["python", "-m", "training.evaluation.eval_asr", *argv])
     _, md_path = write_reports(results, args.out_dir or Path(args.model) / "eval", args.model, command)
     print(f"average WER {results['average_wer']:.2f} over {len(sets)} set(s), RTFx {results['rtfx']}; {md_path}")
     return results

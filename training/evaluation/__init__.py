@@ -1,0 +1,1 @@
+"""Scoring ASR the Open ASR leaderboard way: Whisper's English normaliser, corpus WER/CER, RTFx."""
