@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile
-import soxr
 import torch
 
 
@@ -36,11 +34,12 @@ from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForCondi
 from benchmarks import common
 from benchmarks.common import environment as common_environment
 from benchmarks.common import write_results
+from processing import load_audio
+from training.corpus.fsdd import fsdd_utterances
 from training.tiny import FAMILIES, build_tiny_model, build_tiny_processor
 
 
 REPO_ROOT = common.REPO_ROOT
-FSDD_DIR = REPO_ROOT.parent / "shared" / "data" / "fsdd"
 RATE = 16_000
 MIB = 1024 * 1024
 RESULT_PREFIX = "RESULT "
@@ -61,16 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_clips(num_clips: int) -> list[np.ndarray]:
-    """`num_clips` FSDD test clips spread over digits and speakers (cycled if fewer), resampled 8 → 16 kHz."""
-    with open(FSDD_DIR / "manifest.jsonl") as f:
-        rows = [row for row in map(json.loads, f) if row["fsdd_split"] == "test"]
+    """`num_clips` FSDD test clips spread over digits and speakers (cycled if fewer), resampled 8 → 16 kHz; FSDD
+    from `$MEL_LLM_FSDD_DIR` (training/corpus/fsdd.py)."""
+    rows = [u for u in fsdd_utterances() if u.metadata["fsdd_split"] == "test"]
     step = max(1, len(rows) // num_clips)
-    chosen = [rows[(i * step) % len(rows)] for i in range(num_clips)]
-    clips = []
-    for row in chosen:
-        audio, source_rate = soundfile.read(FSDD_DIR / row["path"], dtype="float32")
-        clips.append(soxr.resample(audio, source_rate, RATE).astype(np.float32))
-    return clips
+    return [load_audio(str(rows[(i * step) % len(rows)].audio_path), RATE) for i in range(num_clips)]
 
 
 def configurations(batch_sizes: list[int]) -> list[dict]:

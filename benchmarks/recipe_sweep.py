@@ -1,7 +1,9 @@
 """Train recipe variants side by side and tabulate their held-out WER: which change to a recipe pays off.
 
-    python -m benchmarks.recipe_sweep --sweep benchmarks/configs/recipe_sweep_gpu.yaml --parallel 6 \
-        --out benchmarks/results/recipe_sweep_gpu.json
+    python -m benchmarks.recipe_sweep --sweep SWEEP.yaml --parallel 6 --out benchmarks/results/SWEEP.json
+
+(The sweeps that ran on lent GPUs are recorded in docs/RESULTS.md with their JSON in benchmarks/results/; their
+files are at commit 49b21fd.)
 
 A sweep file names a base recipe, arguments every run shares, and one argument list per variant:
 

@@ -146,9 +146,9 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         with torch.device("meta"):
             model = cls(config)
         model.language_model = text_model
-        model.generation_config = copy.deepcopy(text_model.generation_config)
-        if model.generation_config.max_new_tokens is None:
-            model.generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
+        generation_config = copy.deepcopy(text_model.generation_config)
+        generation_config.max_new_tokens = generation_config.max_new_tokens or model.generation_config.max_new_tokens
+        model.generation_config = generation_config
         new_modules = [m for m in (model.audio_frontend, model.multi_modal_projector, model.mel_head) if m is not None]
         for module in new_modules:
             module.to_empty(device=text_model.device)

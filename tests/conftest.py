@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny processors and models built locally, and real FSDD clips from ../shared/data."""
+"""Shared fixtures: tiny processors and models built locally, and real FSDD clips from tests/fixtures/fsdd."""
 
 import json
 import os
@@ -14,12 +14,14 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from training.corpus.fsdd import FSDD_DIR_ENV
 from training.evaluation.eval_asr import transcribe_batch
 from training.tiny import build_tiny_model, build_tiny_processor
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FSDD_DIR = REPO_ROOT.parent / "shared" / "data" / "fsdd"
+FSDD_DIR = REPO_ROOT / "tests" / "fixtures" / "fsdd"  # 132 FSDD recordings (CC BY-SA 4.0), committed
+os.environ[FSDD_DIR_ENV] = str(FSDD_DIR)  # recipes and benchmarks run in tests (and their subprocesses) read these
 
 
 def read_fsdd_manifest() -> list[dict]:

@@ -15,7 +15,7 @@ HAS_POCKETSPHINX = importlib.util.find_spec("pocketsphinx") is not None
 
 
 def fsdd_utterances(fsdd_rows, n: int = 3) -> tuple[list[Utterance], list[np.ndarray]]:
-    rows = [r for r in fsdd_rows if r["fsdd_split"] == "test"][::50][:n]
+    rows = [r for r in fsdd_rows if r["fsdd_split"] == "test"][::20][:n]
     return [Utterance(FSDD_DIR / r["path"], r["transcript"], i) for i, r in enumerate(rows)], [
         load_fsdd_clip(r) for r in rows
     ]

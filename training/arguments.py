@@ -145,6 +145,13 @@ class DataArguments:
             "corpus for TTS; None = the many-voice corpus with held-out voices"
         },
     )
+    fsdd_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "FSDD folder: a clone of the upstream repository (recordings/*.wav) or a folder with a "
+            "manifest.jsonl; default $MEL_LLM_FSDD_DIR"
+        },
+    )
     fsdd_test_speaker: str | None = field(
         default=None, metadata={"help": "FSDD leave-one-speaker-out: train on the others, test on this one"}
     )

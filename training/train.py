@@ -203,7 +203,6 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
     model.tts_loss_weights = model_args.loss_weights()
     if not model_args.init_from and data.has_length:
         fit_normalization(model, processor, data)
-    model.config.use_cache = False
     if model_args.finetune == "lora" and training_args.process_index == 0:
         model.save_pretrained(Path(training_args.output_dir) / "base")  # what the unmerged adapter applies to
         processor.save_pretrained(Path(training_args.output_dir) / "base")

@@ -9,6 +9,7 @@ import soundfile
 from processing import load_audio
 from training.arguments import DataArguments
 from training.augment import AugmentConfig
+from training.corpus.fsdd import fsdd_utterances
 from training.corpus.synthetic_corpus import build_corpus, cache_root, speakers_manifest
 from training.data import (
     HubSpeechDataset,
@@ -20,7 +21,6 @@ from training.data import (
 )
 
 
-FSDD_MANIFEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "fsdd" / "manifest.jsonl"
 CORPORA = ("synthetic", "fsdd", "manifest", "hub")
 
 
@@ -54,9 +54,12 @@ def subsample(utterances: list[Utterance], fraction: float, seed: int) -> list[U
     return [utterances[i] for i in sorted(chosen)]
 
 
-def fsdd_splits(test_speaker: str | None) -> tuple[list[Utterance], dict[str, list[Utterance]]]:
-    """Takes 5-49 train / 0-4 test (FSDD's convention), or leave-one-speaker-out when `test_speaker` is set."""
-    utterances = read_manifest(FSDD_MANIFEST)
+def fsdd_splits(
+    test_speaker: str | None, fsdd_dir: str | None = None
+) -> tuple[list[Utterance], dict[str, list[Utterance]]]:
+    """Takes 5-49 train / 0-4 test (FSDD's convention), or leave-one-speaker-out when `test_speaker` is set. FSDD is
+    read from `fsdd_dir` or `$MEL_LLM_FSDD_DIR` (training/corpus/fsdd.py)."""
+    utterances = fsdd_utterances(fsdd_dir)
     if test_speaker is None:
         train = [u for u in utterances if u.metadata["fsdd_split"] == "train"]
         return train, {"fsdd_test": [u for u in utterances if u.metadata["fsdd_split"] == "test"]}
@@ -113,7 +116,7 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
                 "synthetic_heldout_accents": read_manifest(eval_manifest),
             }
     elif args.corpus == "fsdd":
-        train, wer_sets = fsdd_splits(args.fsdd_test_speaker)
+        train, wer_sets = fsdd_splits(args.fsdd_test_speaker, args.fsdd_dir)
     else:
         if not args.train_manifest:
             raise ValueError("corpus='manifest' needs train_manifest (and usually eval_manifest).")
@@ -153,4 +156,4 @@ def _hub_data(args: DataArguments, augment: AugmentConfig, seed: int) -> Trainin
     return TrainingData(train=train, train_texts=texts, wer_sets=wer_sets)
 
 
-__all__ = ["CORPORA", "FSDD_MANIFEST", "TrainingData", "fsdd_splits", "load_training_data", "subsample"]
+__all__ = ["CORPORA", "TrainingData", "fsdd_splits", "load_training_data", "subsample"]
