@@ -228,11 +228,15 @@ def test_same_seed_gives_identical_corpus(corpus, tmp_path):
             assert (first.parent / row["path"]).read_bytes() == (second.parent / row["path"]).read_bytes()
 
 
-def test_cache_is_reused_and_invalidated(tmp_path):
+def test_cache_is_reused_and_invalidated(tmp_path, capfd):
     train_manifest, eval_manifest = build_small(tmp_path, num_train=4, num_eval=2)
+    log = capfd.readouterr().err  # not a terminal: one line before, one progress line per half minute and at the end
+    assert f"Synthesising 8 utterances with espeak-ng into {tmp_path} (about 1 min" in log  # 4 + 2 + the speakers set
+    assert "espeak-ng corpus shards: 1/1" in log
     files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     stamps = {p: p.stat().st_mtime_ns for p in files}
     assert build_small(tmp_path, num_train=4, num_eval=2) == (train_manifest, eval_manifest)
+    assert "Synthesising" not in capfd.readouterr().err  # a cached corpus is not announced
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
 

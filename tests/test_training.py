@@ -153,6 +153,21 @@ def test_a_few_trainer_steps_reduce_the_loss(small_manifests, tmp_path):
     reloaded = AutoModelForSpeechSeq2Seq.from_pretrained(tmp_path, trust_remote_code=True)
     assert type(reloaded).__name__ == "MelLLMForSpeechLM"
 
+    # The run's model card carries its held-out scores as model-index results, its data, and its limits.
+    from huggingface_hub import ModelCard
+
+    from processing import MelLLMProcessor
+    from training.tools.push_to_hub import save_for_hub
+
+    processor = MelLLMProcessor.from_pretrained(tmp_path)
+    save_for_hub(reloaded, processor, tmp_path / "hub", "you/tiny", run_folder=tmp_path, license="apache-2.0")
+    card = ModelCard.load(tmp_path / "hub" / "README.md")
+    scores = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert scores == {(name, m): s[m] for name, s in report["sets"].items() for m in ("wer", "cer")}
+    assert "## Intended use and limitations" in card.text
+    assert f"the JSONL manifest `{small_manifests[0]}`" in card.text  # the training data
+    assert "30 steps, batch 4 per device" in card.text
+
 
 def losses_from_log(output_dir: Path) -> list[float]:
     rows = (output_dir / "training_log.csv").read_text().splitlines()

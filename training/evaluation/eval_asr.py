@@ -27,6 +27,7 @@ from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 from processing import load_audio
 from training.data import Utterance, read_manifest
 from training.evaluation.text_normalizer import normalize_english
+from training.progress import progress
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +151,8 @@ def evaluate_sets(
         if not kept:
             raise ValueError(f"Set {name!r}: every normalised reference is empty; nothing to score.")
         hypotheses, audio_seconds, seconds = [], 0.0, 0.0
-        for start in range(0, len(kept), batch_size):
+        starts = range(0, len(kept), batch_size)
+        for start in progress(starts, len(starts), f"transcribing {name} ({len(kept)} utterances)"):
             clips = [load_clip(u, rate, peak_normalize) for u in kept[start : start + batch_size]]
             if warmup:
                 transcribe_batch(model, processor, clips, **generate_kwargs)
