@@ -256,6 +256,11 @@ class MelLLMConfig(PreTrainedConfig):
         """The backbone's vocabulary size (audio placeholder included)."""
         return self.text_config.vocab_size
 
+    @vocab_size.setter
+    def vocab_size(self, value: int) -> None:
+        """Resizing the embeddings writes the new size here; it belongs to the backbone."""
+        self.text_config.vocab_size = value
+
     @property
     def patch_size(self) -> int:
         """Values per stacked patch (`frames_per_patch` × `num_mel_bins`); 640 for the paper's setting."""

@@ -56,7 +56,7 @@ class MelLLMPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    _can_compile_fullgraph = True
+    # No `_can_compile_fullgraph`: `check_context` reads the cache length as a Python int at every step.
 
     def _init_weights(self, module: nn.Module) -> None:
         """
@@ -268,6 +268,7 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
             use_cache = packed_rows_use_cache(mel_targets)
         if mel_targets is not None:
             kwargs["output_hidden_states"] = True  # the mel head reads the last hidden state
+        return_dict = kwargs.pop("return_dict", None)  # the backbone always returns its output class here
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -281,7 +282,7 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         output = MelLLMOutputWithPast(**outputs)
         if mel_targets is not None:
             self._add_tts_loss(output, outputs.hidden_states[-1], input_ids, mel_targets, mel_target_mask)
-        return output
+        return output if return_dict is not False else output.to_tuple()
 
     def _embed_inputs(self, input_ids, inputs_embeds, input_features, input_features_mask) -> torch.Tensor:
         """The prompt's embeddings (B, L, D) with the audio patches scattered over its placeholders."""

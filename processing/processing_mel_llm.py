@@ -162,7 +162,7 @@ class MelLLMProcessor(ProcessorMixin):
         text: str | list[str],
         audio=None,
         sampling_rate: int | None = None,
-        padding_side: str = "left",
+        padding_side: str | None = "left",
         word_starts: list[list[float]] | None = None,
     ) -> BatchFeature:
         """
@@ -224,7 +224,7 @@ class MelLLMProcessor(ProcessorMixin):
         audio=None,
         sampling_rate: int | None = None,
         text_target: str | list[str] | None = None,
-        padding_side: str = "left",
+        padding_side: str | None = "left",
         return_tensors: str | None = "pt",
         **kwargs,
     ) -> BatchFeature:
@@ -320,7 +320,8 @@ class MelLLMProcessor(ProcessorMixin):
             encoded.append(self.tokenizer(target, add_special_tokens=False)["input_ids"] + [eos])
         return encoded
 
-    def _pad(self, prompt_ids, target_ids, padding_side: str) -> dict[str, torch.Tensor]:
+    def _pad(self, prompt_ids, target_ids, padding_side: str | None) -> dict[str, torch.Tensor]:
+        padding_side = padding_side or "left"  # None: the default, as in transformers' processors
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}.")
         pad_id = self.tokenizer.pad_token_id
