@@ -2,6 +2,7 @@
 
 import itertools
 
+import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
@@ -233,19 +234,24 @@ class MelLLMProcessor(ProcessorMixin):
 
         Args:
             text (`str` or `list[str]`, *optional*): prompts holding one `audio_token` per clip; by default each clip
-                gets the ASR prompt from `build_prompt()`.
+                gets the ASR prompt from `build_prompt()`. Clips given here, with no `audio`, are taken as `audio`
+                (how scripts call speech processors: `processor(clips, sampling_rate=16000, ...)`).
             audio (array or list of arrays, *optional*): mono clips, checked by the feature extractor.
             sampling_rate (`int`, *optional*): rate of `audio` (must be 16000; the pipeline resamples).
             text_target (`str` or `list[str]`, *optional*): transcripts to learn; appended after the prompt with the
                 EOS token, and returned as `labels` (prompt and padding are -100).
             padding_side (`str`, defaults to `"left"`): left padding lets a batch be generated from directly.
             return_tensors (`str`, defaults to `"pt"`).
+            **kwargs: `padding` (`True`/`"longest"`: what the processor always does), `return_attention_mask`
+                (always returned) and `truncation=False` are accepted; anything else raises.
 
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask`, and with audio `input_features` (B, T, M) and
             `input_features_mask` (B, T); with `text_target` also `labels`.
         """
-        kwargs.pop("audio_kwargs", None)
+        if audio is None and _looks_like_audio(text):  # processor(clips, sampling_rate=...), as for Whisper
+            text, audio = None, text
+        _check_call_options(kwargs)
         clips = [] if audio is None else self.feature_extractor.validated_clips(audio, sampling_rate)
         prompts = self._prompts(text, len(clips))
         features = {}
@@ -259,6 +265,27 @@ class MelLLMProcessor(ProcessorMixin):
         if return_tensors is None:
             batch = {key: value.tolist() for key, value in batch.items()}
         return BatchFeature({**batch, **features}, tensor_type=return_tensors)
+
+    def batch_decode(self, sequences, **kwargs) -> list[str]:
+        """
+        Decode token rows. A row that still holds its prompt (what `model.generate` returns for a decoder-only model)
+        is decoded from after its last `<|assistant|>` token, so `processor.batch_decode(model.generate(**inputs),
+        skip_special_tokens=True)` gives the transcripts alone, as for an encoder-decoder model.
+        """
+        rows = sequences.tolist() if hasattr(sequences, "tolist") else [list(row) for row in sequences]
+        return self.tokenizer.batch_decode([self._answer(row) for row in rows], **kwargs)
+
+    def decode(self, token_ids, **kwargs) -> str:
+        """`batch_decode` for one row."""
+        row = token_ids.tolist() if hasattr(token_ids, "tolist") else list(token_ids)
+        return self.tokenizer.decode(self._answer(row), **kwargs)
+
+    def _answer(self, row: list[int]) -> list[int]:
+        """The tokens after the row's last `<|assistant|>` (the whole row when it has none)."""
+        marker = self.tokenizer.convert_tokens_to_ids(CHAT_TOKENS[1])
+        if marker is None or marker == self.tokenizer.unk_token_id or marker not in row:
+            return row
+        return row[len(row) - row[::-1].index(marker) :]
 
     # ------------------------------------------------------------------ helpers
     def _prompts(self, text, num_clips: int) -> list[str]:
@@ -345,6 +372,32 @@ class MelLLMProcessor(ProcessorMixin):
         if target_ids is not None:
             batch["labels"] = label_tensor
         return batch
+
+
+def _looks_like_audio(value) -> bool:
+    """A clip or a list of clips (arrays, tensors, or one list of numbers), not prompt text."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return True
+    if isinstance(value, (list, tuple)) and value:
+        return isinstance(value[0], (np.ndarray, torch.Tensor, int, float)) and not isinstance(value[0], bool)
+    return False
+
+
+def _check_call_options(kwargs: dict) -> None:
+    """Options transformers' speech processors take: accepted where they describe what this processor does anyway,
+    refused (naming them) where they ask for something it does not do."""
+    kwargs.pop("audio_kwargs", None)
+    kwargs.pop("return_attention_mask", None)  # the attention mask is always returned
+    for modality in ("images", "videos"):  # `apply_chat_template` passes them, empty, to every processor
+        if kwargs.pop(modality, None):
+            raise ValueError(f"MelLLMProcessor takes text and audio only; got {modality}.")
+    padding = kwargs.pop("padding", True)
+    if padding not in (True, "longest", None):
+        raise ValueError(f"padding={padding!r}: MelLLMProcessor pads every batch to its longest row ('longest').")
+    if kwargs.pop("truncation", None):
+        raise ValueError("truncation=True: MelLLMProcessor never cuts audio; split long audio (chunk_length_s).")
+    if kwargs:
+        raise TypeError(f"MelLLMProcessor got unexpected argument(s) {sorted(kwargs)}.")
 
 
 __all__ = ["TTS_INSTRUCTION", "MelLLMProcessor"]

@@ -62,3 +62,39 @@ def test_asr_pipeline_ignores_tokenizer_only_arguments_with_a_warning(make_model
     assert "ignores ['truncation']" in caplog.text
     with pytest.raises(TypeError, match="Unexpected argument"):
         asr(clip, not_an_option=1)
+
+
+def test_a_script_that_only_knows_speech_processors_gets_the_transcripts(overfit_models, processor, fsdd_batch):
+    """Leaderboard-style: clips as the first argument, Whisper's keyword arguments, and `batch_decode` of the whole
+    `generate` output; the transcripts come back without the prompt."""
+    model, _ = overfit_models("llama", "stack")
+    clips, texts = fsdd_batch
+    inputs = processor(
+        clips,
+        sampling_rate=16_000,
+        padding="longest",
+        return_attention_mask=True,
+        truncation=False,
+        return_tensors="pt",
+    )
+    reference = processor(audio=clips, sampling_rate=16_000)
+    assert all(torch.equal(inputs[key], reference[key]) for key in reference)
+    tokens = model.generate(**inputs, max_new_tokens=12)
+    assert processor.batch_decode(tokens, skip_special_tokens=True) == texts
+    assert processor.decode(tokens[0], skip_special_tokens=True) == texts[0]
+    answers = processor.batch_decode(tokens[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert answers == texts  # rows without a prompt decode as they are
+    assert processor(text="hello there")["input_ids"].shape[0] == 1  # text stays text
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"padding": "max_length"}, ValueError, "pads every batch to its longest row"),
+        ({"truncation": True}, ValueError, "never cuts audio"),
+        ({"max_lenght": 10}, TypeError, r"unexpected argument\(s\) \['max_lenght'\]"),
+    ],
+)
+def test_processor_options_it_cannot_honour_raise(processor, options, error, message):
+    with pytest.raises(error, match=message):
+        processor(_clips(), sampling_rate=16_000, **options)
