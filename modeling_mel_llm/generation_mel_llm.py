@@ -9,7 +9,7 @@ Shapes: B batch, L tokens, P patches, F patch values (r frames × M bins), T fra
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
@@ -62,9 +62,9 @@ class _Row:
 
     upcoming: list[list[int]]  # tokens of each word after the current one
     interleaved: bool
-    pending: list[int]  # tokens of the next word still to read
-    patches: list[torch.Tensor]  # (F,) each, CMVN space
-    stops: list[torch.Tensor]
+    pending: list[int] = field(default_factory=list)  # tokens of the next word still to read
+    patches: list[torch.Tensor] = field(default_factory=list)  # (F,) each, CMVN space
+    stops: list[torch.Tensor] = field(default_factory=list)
     in_word: int = 0
     done: bool = False
 
@@ -162,7 +162,7 @@ class MelLLMSpeechGenerationMixin:
             slots = [i for i, token in enumerate(tokens) if token == self.config.audio_token_id]
             prompts.append(tokens[: slots[0]] if slots else tokens)
             upcoming = [tokens[a + 1 : b] for a, b in itertools.pairwise(slots)]
-            rows.append(_Row(upcoming, interleaved=bool(slots), pending=[], patches=[], stops=[]))
+            rows.append(_Row(upcoming, interleaved=bool(slots)))
         if len({row.interleaved for row in rows}) > 1:
             raise ValueError(
                 "Some TTS prompts hold audio placeholders (one per word: words and speech interleaved) and some "

@@ -265,7 +265,8 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and past_length == 0:
             position_ids = positions_from_mask(attention_mask)
         if attention_mask is None and position_ids is not None and past_key_values is None:
-            use_cache = packed_rows_use_cache(mel_targets)
+            check_packed_rows(mel_targets)
+            use_cache = False  # transformers derives the block-causal mask from position_ids only without a cache
         if mel_targets is not None:
             kwargs["output_hidden_states"] = True  # the mel head reads the last hidden state
         return_dict = kwargs.pop("return_dict", None)  # the backbone always returns its output class here
@@ -311,8 +312,9 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         output.loss = weighted if output.loss is None else output.loss + weighted
         output.tts_loss, output.tts_loss_terms = loss, terms
 
-    def check_context(self, num_tokens: int) -> None:
-        """A sequence past the backbone's context gives silent garbage with RoPE models; refuse it instead."""
+    def check_context(self, num_tokens: int) -> int | None:
+        """A sequence past the backbone's context gives silent garbage with RoPE models; refuse it instead. Returns
+        the positions left after `num_tokens` (None for a backbone without a limit)."""
         limit = getattr(self.config.text_config, "max_position_embeddings", None)
         if limit is not None and num_tokens > limit:
             raise ValueError(
@@ -320,14 +322,13 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
                 "(max_position_embeddings). Long audio: use the ASR pipeline with chunk_length_s; long text to "
                 "speak: split it into sentences or lower max_new_frames."
             )
+        return None if limit is None else limit - num_tokens
 
 
-def packed_rows_use_cache(mel_targets: torch.Tensor | None) -> bool:
-    """Packed rows (position_ids, no attention_mask): transformers derives the block-causal mask from position_ids
-    only without a cache, so none is kept (the returned `use_cache`); they carry the ASR text loss only."""
+def check_packed_rows(mel_targets: torch.Tensor | None) -> None:
+    """Packed rows (position_ids without attention_mask, `training.data.pack_batch`) carry the ASR text loss only."""
     if mel_targets is not None:
         raise ValueError("Packed rows (position_ids without attention_mask) support the ASR text loss only.")
-    return False
 
 
 __all__ = ["MelLLMForSpeechLM", "MelLLMOutputWithPast", "MelLLMPreTrainedModel", "MelLLMSpeechOutput"]

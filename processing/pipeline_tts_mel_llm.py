@@ -78,10 +78,8 @@ class MelLLMTextToSpeechPipeline(Pipeline):
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"Text to speak must be a non-empty string, got {text!r}.")
         inputs = self.processor.tts_inputs([text])
-        self.model.check_context(inputs["input_ids"].shape[1] + 1)  # room for at least one patch
-        limit = getattr(self.model.config.text_config, "max_position_embeddings", None)
-        room = None if limit is None else limit - inputs["input_ids"].shape[1]
-        return {**inputs, "room": room}
+        spare = self.model.check_context(inputs["input_ids"].shape[1] + 1)  # refuses a text with no room to speak
+        return {**inputs, "room": None if spare is None else spare + 1}
 
     def _forward(self, model_inputs: dict, max_new_frames: int = DEFAULT_MAX_NEW_FRAMES, **generate_kwargs) -> dict:
         room = model_inputs.pop("room")

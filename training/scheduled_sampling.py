@@ -8,6 +8,7 @@ probability `p`; the loss keeps the recorded targets. `MelLLMTrainer.compute_los
 import torch
 
 from modeling_mel_llm import MelLLMForSpeechLM
+from modeling_mel_llm.mel_head import tts_target_mask
 
 
 @torch.no_grad()
@@ -17,10 +18,7 @@ def mix_in_own_predictions(model: MelLLMForSpeechLM, batch: dict, probability: f
     if not 0.0 <= probability <= 1.0:
         raise ValueError(f"tts_scheduled_sampling must be within [0, 1], got {probability}.")
     mel_targets = batch["mel_targets"]
-    mel_target_mask = batch.get("mel_target_mask")
-    if mel_target_mask is None:
-        mel_target_mask = torch.ones(mel_targets.shape[:2], dtype=torch.bool, device=mel_targets.device)
-    mel_target_mask = mel_target_mask.bool()
+    mel_target_mask = tts_target_mask(model.mel_head, batch["input_ids"], mel_targets, batch.get("mel_target_mask"))
     step, patch_mask, _ = model.predict_patches(
         batch["input_ids"],
         batch.get("attention_mask"),

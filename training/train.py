@@ -58,15 +58,19 @@ class MelLLMTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """With `tts_scheduled_sampling` > 0, TTS rows read a mix of recorded and self-predicted patches."""
         if self.tts_scheduled_sampling > 0 and model.training and inputs.get("mel_targets") is not None:
-            unwrapped = self.accelerator.unwrap_model(model)
-            unwrapped = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
-            inputs = {**inputs, "mel_inputs": mix_in_own_predictions(unwrapped, inputs, self.tts_scheduled_sampling)}
+            mel_llm = self._mel_llm(model)
+            inputs = {**inputs, "mel_inputs": mix_in_own_predictions(mel_llm, inputs, self.tts_scheduled_sampling)}
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def _mel_llm(self, model) -> MelLLMForSpeechLM:
+        """The MelLLMForSpeechLM inside whatever wraps it for training (DDP, a PEFT adapter)."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        return unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix) if self.eval_dataset else {}
         if self.wer_sets:
-            model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            model = self._mel_llm(self.model)
             report = evaluate_sets(
                 model,
                 self.processing_class,
