@@ -20,7 +20,7 @@ seconds / seconds spent in the system's transcribe call (feature extraction + de
 batch per system and thread count. Torch and CTranslate2 get the same thread count; pocketsphinx is single-threaded.
 Sets of more than `--max-samples` clips are cut to that many, evenly spaced (FSDD's manifest is sorted by digit and
 speaker, so the first N would be one digit). Sets: FSDD takes 0-4 (8 kHz recordings) and the espeak-ng held-out-voice
-eval set of `--synthetic-config` (tiny_cpu.yaml), built (or reused) by `build_corpus` in its default cache
+eval set of `--synthetic-config` (tiny_templates_cpu.yaml), built (or reused) by `build_corpus` in its default cache
 unless `--synthetic-manifest` names one. Writes `--out` (JSON), the same name with .md, and _predictions.jsonl.
 """
 
@@ -111,7 +111,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     parser.add_argument("--synthetic-manifest", type=Path, help="eval manifest; default: build_corpus(...) below")
-    parser.add_argument("--synthetic-config", type=Path, default=REPO_ROOT / "training" / "configs" / "tiny_cpu.yaml")
+    parser.add_argument(
+        "--synthetic-config", type=Path, default=REPO_ROOT / "training" / "configs" / "tiny_templates_cpu.yaml"
+    )
     parser.add_argument(
         "--synthetic-cache-dir", type=Path, help="build_corpus folder (default: its per-size cache folder)"
     )

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import soxr
 
-from training.corpus.synthetic_corpus import HELD_OUT_ACCENTS, HELD_OUT_VARIANTS, ONES, TRAIN_ACCENTS, TRAIN_VARIANTS
+from training.corpus.synthetic_corpus import HELD_OUT_ACCENTS, HELD_OUT_VARIANTS, TRAIN_ACCENTS, TRAIN_VARIANTS
 from training.corpus.synthetic_speech import EspeakSynthesizer, to_training_clip, write_wav
+from training.corpus.template_text import ONES
 
 
 FSDD_RATE = 8_000

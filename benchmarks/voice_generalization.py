@@ -1,13 +1,14 @@
 """Which held-out voices a model fails on: new speakers, new accents, or both.
 
     python -m benchmarks.voice_generalization --model runs/tiny_cpu [--num-beams 4] [--max-samples 300]
-        [--eval-manifest PATH] [--out benchmarks/results/voice_generalization.json]
+        [--text open|templates] [--eval-manifest PATH] [--out benchmarks/results/voice_generalization.json]
 
 An espeak-ng voice is an accent (the language rules: how each phoneme sounds) plus a voice modifier (the speaker:
-formant scaling, pitch, breathiness). The default corpus's held-out texts, which no training utterance has, are
-spoken again with the same rate and pitch by voices of each of four pools (`--voices-per-text` of them per text): training voices, new modifiers
-on the training accents (new speakers), training modifiers on the held-out accents (new accents), and both held out
-(the corpus's held-out voices). Same texts, four pools: the WER differences are the voices' alone. The clips are
+formant scaling, pitch, breathiness). A corpus's held-out texts, which no training utterance has (`--text`: the
+main job's open-text corpus, or the template recipe's), are spoken again with the same rate and pitch by voices of
+each of four pools (`--voices-per-text` of them per text): training voices, new modifiers on the training accents
+(new speakers), training modifiers on the held-out accents (new accents), and both held out (the corpus's held-out
+voices). Same texts, four pools: the WER differences are the voices' alone. The clips are
 cached under the mel-llm cache (`MEL_LLM_CACHE`); prints a table and writes JSON.
 """
 
@@ -76,11 +77,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0, help="the corpus seed whose held-out texts are spoken")
-    parser.add_argument("--eval-manifest", type=Path, help="texts to speak (default: the main job's held-out split)")
+    parser.add_argument("--text", default="open", choices=["open", "templates"], help="which recipe's corpus")
+    parser.add_argument("--eval-manifest", type=Path, help="texts to speak (default: that corpus's held-out split)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/voice_generalization.json"))
     args = parser.parse_args(argv)
     env = environment("benchmarks.voice_generalization", args)
-    eval_manifest = args.eval_manifest or cached_corpus_manifests(args.seed)[1]
+    eval_manifest = args.eval_manifest or cached_corpus_manifests(args.seed, args.text)[1]
     source = [json.loads(line) for line in eval_manifest.read_text().splitlines()][: args.max_samples]
     texts_id = hashlib.sha1(json.dumps(source).encode()).hexdigest()[:10]  # other texts get other clips
     folder = cache_root() / "voice_generalization"

@@ -5,10 +5,12 @@ from transformers import AutoFeatureExtractor, AutoProcessor
 from modeling_mel_llm import MelLLMConfig
 
 from .audio_loading import load_audio
+from .espeak_mel_llm import phonemize_words
 from .feature_extraction_mel_llm import MelLLMFeatureExtractor
 from .pipeline_mel_llm import MelLLMSpeechRecognitionPipeline, merge_overlapping_words
 from .pipeline_tts_mel_llm import MelLLMTextToSpeechPipeline
 from .processing_mel_llm import ASR_INSTRUCTION, AUDIO_TOKEN, TTS_INSTRUCTION, MelLLMProcessor
+from .text_normalization_mel_llm import normalize_tts_text
 from .vocoder_mel_llm import MelLLMGriffinLim, MelLLMHifiGan, load_vocoder
 
 
@@ -30,4 +32,6 @@ __all__ = [
     "load_audio",
     "load_vocoder",
     "merge_overlapping_words",
+    "normalize_tts_text",
+    "phonemize_words",
 ]

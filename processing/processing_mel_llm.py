@@ -6,9 +6,11 @@ import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
+from .espeak_mel_llm import phonemize_words
 from .feature_extraction_mel_llm import MelLLMFeatureExtractor
 from .pipeline_mel_llm import MelLLMSpeechRecognitionPipeline  # noqa: F401  (saved with the processor for the Hub)
 from .pipeline_tts_mel_llm import MelLLMTextToSpeechPipeline  # noqa: F401  (saved with the processor for the Hub)
+from .text_normalization_mel_llm import normalize_tts_text
 
 
 AUDIO_TOKEN = "<|audio|>"
@@ -31,6 +33,9 @@ def phi4mm_chat_template(audio_token: str = AUDIO_TOKEN) -> str:
     )
 
 
+TTS_TEXT_UNITS = ("tokens", "phonemes")
+
+
 class MelLLMProcessor(ProcessorMixin):
     r"""
     Wraps a [`MelLLMFeatureExtractor`] and the backbone's tokenizer. Each audio placeholder in the prompt is expanded
@@ -49,6 +54,9 @@ class MelLLMProcessor(ProcessorMixin):
             lose its place in a long sentence. Training then needs each word's start time (`word_starts`, which
             the synthetic corpus records); for synthesis each word gets one placeholder that `generate_speech`
             fills with patches until the stop head ends the word.
+        tts_text_units (`str`, defaults to `"tokens"`): what a TTS model reads: `"tokens"`, the words as the
+            tokenizer splits them, or `"phonemes"`, espeak-ng's pronunciation of each word (ASCII mnemonics, needs
+            `espeakng-loader`), so that a word never seen in training is still spoken as written.
 
     Example:
 
@@ -72,15 +80,18 @@ class MelLLMProcessor(ProcessorMixin):
     ):
         if chat_template is None:
             chat_template = phi4mm_chat_template(audio_token)
-        if tts_text_units != "tokens":  # processors saved before commit 49b21fd record it; characters were removed
+        if tts_text_units == "characters":  # processors saved before commit 49b21fd may record it
             raise ValueError(
-                f"tts_text_units={tts_text_units!r} was removed after commit 49b21fd (it did worse than tokens; "
+                "tts_text_units='characters' was removed after commit 49b21fd (it did worse than tokens; "
                 "docs/RESULTS.md). Use mel-llm at that commit for such a model."
             )
+        if tts_text_units not in TTS_TEXT_UNITS:
+            raise ValueError(f"tts_text_units={tts_text_units!r}; choose one of {TTS_TEXT_UNITS}.")
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
         self.audio_token = audio_token
         self.instruction = instruction
         self.tts_interleave_words = tts_interleave_words
+        self.tts_text_units = tts_text_units
         self.audio_token_id = tokenizer.convert_tokens_to_ids(audio_token)
         if self.audio_token_id is None or self.audio_token_id == tokenizer.unk_token_id:
             raise ValueError(
@@ -118,9 +129,16 @@ class MelLLMProcessor(ProcessorMixin):
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
         )
 
+    def tts_units(self, text: str) -> list[str]:
+        """What the model reads for each word of normalised `text`: the word itself, or with
+        `tts_text_units="phonemes"` espeak-ng's pronunciation of it, which any spelling has."""
+        if self.tts_text_units == "phonemes":
+            return phonemize_words(text)
+        return text.split()
+
     def _tts_prompt_ids(self, text: str, num_patches: int) -> list[int]:
         """Token ids of the TTS prompt for `text` plus `num_patches` placeholders."""
-        return self._encode(self.build_tts_prompt(text) + self.audio_token * num_patches)
+        return self._encode(self.build_tts_prompt(" ".join(self.tts_units(text))) + self.audio_token * num_patches)
 
     def _spell(self, text: str) -> list[int]:
         """Token ids of `text` to speak."""
@@ -129,9 +147,8 @@ class MelLLMProcessor(ProcessorMixin):
     def _interleaved_tts_ids(self, text: str, patches_per_word: list[int] | None) -> list[int]:
         """The TTS prompt without the text, then each word's tokens and its patches' placeholders (one each without
         audio: a slot for `generate_speech` to fill)."""
-        words = text.split()
         ids = self._encode(self.build_tts_prompt(""))
-        for index, word in enumerate(words):
+        for index, word in enumerate(self.tts_units(text)):
             ids += self._spell(" " + word) + [self.audio_token_id] * (
                 patches_per_word[index] if patches_per_word else 1
             )
@@ -171,7 +188,8 @@ class MelLLMProcessor(ProcessorMixin):
         placeholder per patch of that clip plus its log-mel as `mel_targets`.
 
         Args:
-            text (`str` or `list[str]`): what to say; empty text raises a `ValueError`.
+            text (`str` or `list[str]`): what to say, as people type it: `normalize_tts_text` spells out numbers,
+                money, times and symbols and drops case and punctuation. Text without words raises a `ValueError`.
             audio (array or list of arrays, *optional*): the spoken clips to learn, one per text.
             sampling_rate (`int`, *optional*): rate of `audio` (must be 16000).
             padding_side (`str`, defaults to `"left"`): left padding lets a batch be generated from directly.
@@ -186,8 +204,9 @@ class MelLLMProcessor(ProcessorMixin):
         if not texts:
             raise ValueError("Got an empty list of texts to speak.")
         for i, item in enumerate(texts):
-            if not isinstance(item, str) or not item.strip():
-                raise ValueError(f"text[{i}] is empty or not a string ({item!r}); give the words to speak.")
+            if not isinstance(item, str) or not normalize_tts_text(item):
+                raise ValueError(f"text[{i}] has no words to speak ({item!r}); give the words to speak.")
+        texts = [normalize_tts_text(item) for item in texts]  # as typed: numbers, symbols, case, punctuation
         num_patches = [0] * len(texts)
         features = {}
         if audio is not None:

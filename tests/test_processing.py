@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from processing import MelLLMProcessor
+from processing.text_normalization_mel_llm import normalize_tts_text
 from training.tiny import build_tokenizer
 
 
@@ -135,3 +136,28 @@ def test_interleaved_tts_rows_put_each_word_before_its_own_patches(processor, tm
         interleaved.tts_inputs([text], audio=[_clip(0.1)], sampling_rate=16_000, word_starts=[starts])
     interleaved.save_pretrained(tmp_path)
     assert MelLLMProcessor.from_pretrained(tmp_path).tts_interleave_words is True
+
+
+def test_phoneme_units_give_every_word_espeaks_pronunciation(processor, tmp_path):
+    """With `tts_text_units="phonemes"` a TTS model reads espeak-ng's pronunciation of each word, so a word it never
+    saw (here made up) is still spoken as written; the choice is saved with the processor."""
+    from processing.espeak_mel_llm import phonemize_words
+
+    assert phonemize_words("hello world") == ["h@l'oU", "w'3:ld"]
+    assert len(phonemize_words("the zorblaxian snurfled")) == 3
+    phonemes = MelLLMProcessor(
+        processor.feature_extractor, processor.tokenizer, tts_interleave_words=True, tts_text_units="phonemes"
+    )
+    text, clip = "Hello, Zorblax!", _clip(0.9)
+    assert phonemes.tts_units(normalize_tts_text(text)) == ["h@l'oU", phonemize_words("zorblax")[0]]
+    batch = phonemes.tts_inputs([text], audio=[clip], sampling_rate=16_000, word_starts=[[0.0, 0.4]])
+    pieces = processor.tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist())
+    runs = itertools.groupby(pieces[pieces.index("<|assistant|>") + 1 :], key=lambda piece: piece == "<|audio|>")
+    layout = [
+        len(list(run)) if audio else processor.tokenizer.convert_tokens_to_string(list(run)) for audio, run in runs
+    ]
+    assert layout == [" h@l'oU", 5, " " + phonemize_words("zorblax")[0], 6]
+    phonemes.save_pretrained(tmp_path)
+    assert MelLLMProcessor.from_pretrained(tmp_path).tts_text_units == "phonemes"
+    with pytest.raises(ValueError, match="choose one of"):
+        MelLLMProcessor(processor.feature_extractor, processor.tokenizer, tts_text_units="letters")

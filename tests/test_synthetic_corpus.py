@@ -11,22 +11,19 @@ import numpy as np
 import pytest
 import soundfile
 
+from processing import espeak_mel_llm
 from training.arguments import parse_config
-from training.corpus import synthetic_corpus, synthetic_speech
+from training.corpus import synthetic_corpus, template_text
 from training.corpus.corpora import synthetic_manifests
 from training.corpus.synthetic_corpus import (
     HELD_OUT_SPEAKERS,
     HELD_OUT_VOICES,
     TRAIN_VOICES,
     build_corpus,
-    cardinal,
-    generate_text,
-    ordinal,
     speakers_manifest,
-    vocabulary,
-    year,
 )
 from training.corpus.synthetic_speech import EspeakSynthesizer
+from training.corpus.template_text import generate_text, vocabulary
 from training.data import read_manifest
 
 
@@ -93,7 +90,7 @@ def test_unknown_voice_or_variant_is_an_error(synthesizer):
 
 
 def test_missing_library_gives_install_advice(monkeypatch):
-    monkeypatch.setattr(synthetic_speech, "_state", {})  # as in a process that has not loaded espeak-ng yet
+    monkeypatch.setattr(espeak_mel_llm, "_state", {})  # as in a process that has not loaded espeak-ng yet
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # makes `import espeakng_loader` fail
     with pytest.raises(RuntimeError, match="pip install espeakng-loader"):
         EspeakSynthesizer()
@@ -121,23 +118,11 @@ def test_text_generator_covers_every_kind():
         assert 1 <= len(text.split()) <= 12
         assert set(text.split()) <= vocabulary_words, text
         if kind == "digits":
-            assert set(text.split()) <= set(synthetic_corpus.ONES[:10])
+            assert set(text.split()) <= set(template_text.ONES[:10])
     texts = {text for _, text in samples}
     assert any(t.startswith("turn the") for t in texts)
     assert any(t.startswith("the ") and len(t.split()) >= 4 for t in texts)
     assert [generate_text(random.Random(5)) for _ in range(3)] == [generate_text(random.Random(5)) for _ in range(3)]
-
-
-def test_numbers_in_words():
-    assert cardinal(0) == "zero"
-    assert cardinal(40) == "forty"
-    assert cardinal(4012) == "four thousand twelve"
-    assert cardinal(999) == "nine hundred ninety nine"
-    assert ordinal(23) == "twenty third"
-    assert ordinal(30) == "thirtieth"
-    assert year(1905) == "nineteen oh five"
-    assert year(2007) == "two thousand seven"
-    assert year(2025) == "twenty twenty five"
 
 
 def test_manifests_load_and_match_the_audio(corpus):
@@ -295,7 +280,12 @@ def test_manifests_record_each_words_start(corpus):
 def test_made_up_accent_variants_keep_their_own_cache_folders(tmp_path, monkeypatch):
     """A sweep builds corpora that differ only in their made-up accents; none may evict or reuse another's clips."""
     monkeypatch.setenv("MEL_LLM_CACHE", str(tmp_path))
-    arguments = ["--config", "training/configs/tiny_cpu.yaml", "--synthetic_num_train=6", "--synthetic_num_eval=2"]
+    arguments = [
+        "--config",
+        "training/configs/tiny_templates_cpu.yaml",
+        "--synthetic_num_train=6",
+        "--synthetic_num_eval=2",
+    ]
     variants = {
         "default": [],
         "rules": ["--synthetic_pseudo_accent_vowel_swaps=[1,2]"],

@@ -4,7 +4,7 @@ import numpy as np
 import soundfile
 
 from benchmarks import synthetic_digits
-from training.corpus.synthetic_corpus import ONES
+from training.corpus.template_text import ONES
 from training.data import read_manifest
 
 

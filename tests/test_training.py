@@ -1,5 +1,6 @@
 """The training recipe: YAML configs, Trainer steps, LoRA/layer selection, resume, 2-process DDP, data checks."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 import yaml
 
@@ -17,10 +19,11 @@ from training.arguments import ModelArguments, parse_config
 from training.augment import (
     AugmentConfig,
     augment_waveform,
+    crop_to_words,
     example_rng,
     spec_augment,
 )
-from training.data import read_manifest
+from training.data import SpeechTextDataset, Utterance, read_manifest
 from training.finetuning import apply_finetuning, load_unmerged
 
 
@@ -373,6 +376,44 @@ def test_augmentation_is_seeded_and_does_what_it_says():
     rows = (masked != noisy).any(-1)
     assert rows.any()
     torch.testing.assert_close(masked[rows], noisy[:90].mean(0).expand(int(rows.sum()), 80))
+
+
+def test_word_crops_keep_a_run_of_words_with_its_own_audio(tmp_path):
+    """A crop keeps consecutive words and exactly their stretch of audio, from a seeded stream of its own; the
+    dataset applies it to the share asked for, and word times follow the crop."""
+    rate = 16_000
+    starts = [0.0, 0.5, 1.0, 1.8, 2.4]
+    audio = np.zeros(3 * rate, dtype=np.float32)
+    for word, (begin, end) in enumerate(itertools.pairwise([*starts, 3.0])):
+        audio[int(begin * rate) : int(end * rate)] = word + 1
+    text = "one two three four five"
+    config = AugmentConfig(word_crop_probability=1.0, word_crop_max_words=3)
+    for seed in range(20):
+        cropped, words, times = crop_to_words(
+            audio.astype(np.float32), text, starts, np.random.default_rng(seed), config, rate
+        )
+        kept = text.split().index(words.split()[0])
+        assert 1 <= len(words.split()) <= 3
+        assert " ".join(text.split()[kept : kept + len(words.split())]) == words
+        assert sorted(set(cropped.tolist())) == list(
+            range(kept + 1, kept + 1 + len(words.split()))
+        )  # their audio only
+        assert times == pytest.approx([t - starts[kept] for t in starts[kept : kept + len(times)]])
+    never = AugmentConfig(word_crop_probability=0.0)
+    assert crop_to_words(audio, text, starts, np.random.default_rng(0), never, rate)[1] == text
+    with pytest.raises(ValueError, match="word_crop_probability"):
+        AugmentConfig(word_crop_probability=1.5)
+
+    path = tmp_path / "clip.wav"
+    soundfile.write(path, (0.5 * np.sin(np.linspace(0, 6000, 3 * rate))).astype(np.float32), rate)
+    utterance = Utterance(path, text, 1, {"word_starts": starts})
+    dataset = SpeechTextDataset([utterance] * 200, AugmentConfig(word_crop_probability=0.5), seed=0)
+    texts = [dataset[i]["text"] for i in range(200)]
+    assert 0.35 < np.mean([t != text for t in texts]) < 0.65
+    assert texts == [dataset[i]["text"] for i in range(200)]  # seeded
+    example = next(dataset[i] for i in range(200) if dataset[i]["text"] != text)
+    assert len(example["word_starts"]) == len(example["text"].split())
+    assert example["word_starts"][0] == 0.0
 
 
 def test_streaming_datasets_source_trains(small_manifests, tmp_path, monkeypatch):

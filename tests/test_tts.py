@@ -202,7 +202,7 @@ def test_conv_frontend_embeds_generated_patches_one_by_one(processor):
 
 
 def test_tts_errors_are_clear(make_model, processor, tts_model):
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="no words to speak"):
         processor.tts_inputs(["   "])
     asr_only = make_model()
     with pytest.raises(ValueError, match="no TTS head"):

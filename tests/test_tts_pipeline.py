@@ -11,7 +11,7 @@ from tests.test_auto_and_hub import run_fresh
 
 def test_saved_folder_ships_tts_code_and_auto_class(tts_dir):
     names = {p.name for p in tts_dir.iterdir()}
-    assert {"pipeline_tts_mel_llm.py", "vocoder_mel_llm.py", "mel_head.py"} <= names
+    assert {"pipeline_tts_mel_llm.py", "vocoder_mel_llm.py", "mel_head.py", "text_normalization_mel_llm.py"} <= names
     config = json.loads((tts_dir / "config.json").read_text())
     assert config["auto_map"]["AutoModelForTextToWaveform"] == "modeling_mel_llm.MelLLMForSpeechLM"
     assert config["custom_pipelines"]["text-to-speech"]["impl"].startswith("pipeline_tts_mel_llm.")
@@ -30,6 +30,7 @@ def test_fresh_process_pipeline_speaks_at_16k(tts_dir, tts_model, processor):
         assert type(tts.vocoder).__name__ == "MelLLMGriffinLim"
         result = tts("zero", return_mel=True)
         again = tts("zero")
+        typed = tts(" ZERO! ")  # as typed: the saved processor normalises case and punctuation
         np.save({str(tts_dir.parent / "tts_mel.npy")!r}, result["mel"])
         errors = []
         for bad in ("", "one " * 3000):
@@ -39,6 +40,7 @@ def test_fresh_process_pipeline_speaks_at_16k(tts_dir, tts_model, processor):
                 errors.append(str(error))
         print(json.dumps({{"rate": result["sampling_rate"], "len": len(result["audio"]), "dtype": str(result["audio"].dtype),
                           "same": bool(np.array_equal(result["audio"], again["audio"])), "errors": errors,
+                          "typed_same": bool(np.array_equal(result["audio"], typed["audio"])),
                           "peak": float(np.abs(result["audio"]).max())}}))
         """,
         tts_dir.parent,
@@ -49,6 +51,7 @@ def test_fresh_process_pipeline_speaks_at_16k(tts_dir, tts_model, processor):
     assert result["dtype"] == "float32"
     assert result["len"] == (frames - 1) * 160 + 400
     assert result["same"]
+    assert result["typed_same"]
     assert 0 < result["peak"] <= 1.0
     assert "non-empty" in result["errors"][0]
     assert "too long" in result["errors"][1]

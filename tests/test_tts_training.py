@@ -164,3 +164,40 @@ def test_interleaved_tts_trains_from_word_times_and_refuses_a_corpus_without_the
     stretch = len(example["audio"]) / len(plain["audio"])
     assert stretch == pytest.approx(1.25, rel=0.01)
     assert example["word_starts"] == pytest.approx([0.0, 0.2 * stretch])
+
+
+def test_phoneme_tts_learns_a_phoneme_tokenizer_and_speaks_unseen_words(small_manifests, tmp_path):  # noqa: F811
+    """`--tts_text_units=phonemes`: the from-scratch tokenizer learns espeak-ng's phoneme strings, the saved
+    processor keeps the choice, a word never in training (typed, with a capital and a numeral) is spoken, and a
+    fine-tune cannot switch units under a model that learned the other ones."""
+    import json
+
+    from processing import MelLLMProcessor, phonemize_words
+    from training.tools.tts import load_tts_pipeline
+    from training.train import main
+
+    train, test = small_manifests
+    timed = tmp_path / "timed.jsonl"
+    rows = [json.loads(line) for line in train.read_text().splitlines()]
+    timed.write_text("".join(json.dumps({**row, "word_starts": [0.0]}) + "\n" for row in rows))
+    extra = ["--max_steps=2", "--tts_head=true", "--tts_ratio=1.0", "--eval_max_samples=0"]
+    extra += ["--tts_interleave_words=true", "--tts_text_units=phonemes", "--tiny_vocab_size=1000"]
+    main([*run_args((timed, test), tmp_path / "tts"), *extra])
+    processor = MelLLMProcessor.from_pretrained(tmp_path / "tts")
+    assert processor.tts_text_units == "phonemes"
+    zero = phonemize_words("zero")[0]  # "z'i@roU": "oU" occurs in no transcript or prompt, only in phonemes
+    spelled = processor.tokenizer.tokenize(" " + zero)
+    assert processor.tokenizer.convert_tokens_to_string(spelled) == " " + zero
+    assert any("oU" in token for token in spelled)  # merged: the tokenizer learned the phoneme strings
+    speech = load_tts_pipeline(tmp_path / "tts")("Zebras at 3", max_new_frames=64)
+    assert len(speech["audio"]) > 0
+    with pytest.raises(ValueError, match="tts_text_units=phonemes"):
+        main(
+            [
+                *run_args((timed, test), tmp_path / "again"),
+                "--max_steps=1",
+                f"--init_from={tmp_path / 'tts'}",
+                "--tts_text_units=tokens",
+                "--eval_max_samples=0",
+            ]
+        )

@@ -100,6 +100,15 @@ class ModelArguments:
         },
     )
 
+    tts_text_units: str | None = field(
+        default=None,
+        metadata={
+            "help": "what a TTS model reads (MelLLMProcessor.tts_text_units): 'tokens' (the default for a new "
+            "processor) or 'phonemes' (espeak-ng's pronunciation of each word, so unseen words are spoken as "
+            "written); --init_from keeps the saved one"
+        },
+    )
+
     def loss_weights(self) -> MelLossWeights:
         """How the model weighs its TTS loss in this run (checked on construction, with the field named)."""
         return MelLossWeights(self.tts_loss_weight, self.tts_kl_weight, self.tts_stop_weight, self.tts_stop_pos_weight)
@@ -123,6 +132,13 @@ class DataArguments:
     audio_column: str = "audio"
     text_column: str = "text"
     streaming: bool = False
+    synthetic_text: str = field(
+        default="templates",
+        metadata={
+            "help": "what the synthetic corpus says: 'open' (everyday English over thousands of words, with a "
+            "held-out set of unseen words) or 'templates' (the few-hundred-word template language)"
+        },
+    )
     synthetic_num_train: int = DEFAULT_NUM_TRAIN
     synthetic_num_eval: int = DEFAULT_NUM_EVAL
     synthetic_pseudo_accent_share: float = field(
@@ -176,6 +192,14 @@ class DataArguments:
     spec_freq_masks: int = 0
     spec_freq_mask_bins: int = 10
     augment_probability: float = field(default=0.5, metadata={"help": "share of examples each waveform aug touches"})
+    word_crop_probability: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of training examples cut to a random run of their words (training.augment.crop_to_words; "
+            "needs the word times the synthetic corpus records)"
+        },
+    )
+    word_crop_max_words: int = field(default=6, metadata={"help": "longest run of words a crop keeps"})
     record_sample_ids: bool = field(default=False, metadata={"help": "write the example ids each rank trains on"})
     tts_ratio: float = field(
         default=0.0, metadata={"help": "share of training examples turned into TTS (text → mel); needs tts_head"}

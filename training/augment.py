@@ -21,6 +21,14 @@ class AugmentConfig:
     spec_freq_masks: int = 0
     spec_freq_mask_bins: int = 10
     probability: float = 0.5  # each waveform augmentation applies to this share of examples; the rest stay clean
+    word_crop_probability: float = 0.0  # share of examples cut to a random run of their words (needs word times)
+    word_crop_max_words: int = 6
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.word_crop_probability <= 1.0:
+            raise ValueError(f"word_crop_probability={self.word_crop_probability} must be in [0, 1].")
+        if self.word_crop_max_words < 1:
+            raise ValueError(f"word_crop_max_words={self.word_crop_max_words} must be at least 1.")
 
     @property
     def changes_waveform(self) -> bool:
@@ -33,6 +41,28 @@ class AugmentConfig:
 
 def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
+
+
+def crop_to_words(
+    audio: np.ndarray, text: str, word_starts: list[float], rng: np.random.Generator, config: AugmentConfig, rate: int
+) -> tuple[np.ndarray, str, list[float]]:
+    """
+    On a `word_crop_probability` share of examples, keep a random run of 1 to `word_crop_max_words` consecutive
+    words: the audio from the first one's start to the next word's start (or the end), and their transcript. Short
+    crops of long sentences teach a from-scratch model to read the audio word by word (whole sentences alone, it
+    read the first words and then went on as a language model), and make cheaper steps.
+    """
+    words = text.split()
+    if rng.random() >= config.word_crop_probability or len(words) < 2 or len(word_starts) != len(words):
+        return audio, text, word_starts
+    count = int(rng.integers(1, min(len(words), config.word_crop_max_words) + 1))
+    first = int(rng.integers(0, len(words) - count + 1))
+    begin = int(word_starts[first] * rate)
+    end = int(word_starts[first + count] * rate) if first + count < len(words) else len(audio)
+    if end - begin < rate // 10:  # word times are approximate inside a stress group: keep the whole clip
+        return audio, text, word_starts
+    shifted = [t - word_starts[first] for t in word_starts[first : first + count]]
+    return audio[begin:end], " ".join(words[first : first + count]), shifted
 
 
 def augment_waveform(audio: np.ndarray, rng: np.random.Generator, config: AugmentConfig, rate: int) -> np.ndarray:

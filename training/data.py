@@ -12,6 +12,7 @@ from processing import MelLLMProcessor, load_audio
 from training.augment import (
     AugmentConfig,
     augment_waveform,
+    crop_to_words,
     example_rng,
     spec_augment,
 )
@@ -72,6 +73,11 @@ class _Augmenting:
 
     def _example(self, audio: np.ndarray, text: str, index: int, word_starts: list[float] | None = None) -> dict:
         # Recording levels differ ~8x between FSDD speakers; log-mel shifts with gain, so level them first.
+        if word_starts is not None and self.augment.word_crop_probability > 0:  # a stream of its own: others stay put
+            crop_rng = np.random.default_rng([self.seed, self.epoch, index, 31])
+            audio, text, word_starts = crop_to_words(
+                audio, text, word_starts, crop_rng, self.augment, self.sampling_rate
+            )
         audio = audio / max(float(np.abs(audio).max()), 1e-4) * np.float32(0.9)
         rng = example_rng(self.seed, self.epoch, index)
         length = len(audio)

@@ -27,6 +27,7 @@ from transformers import (
 
 from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
 from processing import ASR_INSTRUCTION, TTS_INSTRUCTION, MelLLMFeatureExtractor, MelLLMProcessor
+from processing.espeak_mel_llm import phonemize_words
 from training.arguments import DataArguments, ModelArguments, parse_config
 from training.augment import AugmentConfig
 from training.corpus.corpora import TrainingData, load_training_data
@@ -100,7 +101,10 @@ class EpochCallback(TrainerCallback):
 
 def tts_layout(model_args: ModelArguments) -> dict:
     """How a new processor lays out TTS rows (unset flags: the defaults)."""
-    return {"tts_interleave_words": bool(model_args.tts_interleave_words)}
+    return {
+        "tts_interleave_words": bool(model_args.tts_interleave_words),
+        "tts_text_units": model_args.tts_text_units or "tokens",
+    }
 
 
 def audio_sizes(model_args: ModelArguments) -> dict:
@@ -115,11 +119,12 @@ def build_processor_and_model(
     """From a trained Mel-LLM, from a Hub/local causal LM (+ optional GGUF), or a tiny LM from scratch."""
     if model_args.init_from:
         processor = MelLLMProcessor.from_pretrained(model_args.init_from)
-        if model_args.tts_interleave_words not in (None, processor.tts_interleave_words):
-            raise ValueError(
-                f"{model_args.init_from} has tts_interleave_words={processor.tts_interleave_words}, and its model "
-                f"learned that layout; --tts_interleave_words={model_args.tts_interleave_words} needs a new model."
-            )
+        for name in ("tts_interleave_words", "tts_text_units"):
+            if getattr(model_args, name) not in (None, getattr(processor, name)):
+                raise ValueError(
+                    f"{model_args.init_from} has {name}={getattr(processor, name)}, and its model learned that "
+                    f"layout; --{name}={getattr(model_args, name)} needs a new model."
+                )
         config = MelLLMConfig.from_pretrained(model_args.init_from)
         if model_args.tts_head:  # an ASR model learns to speak (only the head starts fresh), or tts_* settings change
             config = config.with_tts_head(**(model_args.tts_config or {}))
@@ -141,7 +146,12 @@ def build_processor_and_model(
     # The instructions go in as often as every example carries them, so BPE merges them into a few tokens
     # (spelled out letter by letter, the ASR prompt took 21 of a typical row's ~60 tokens).
     prompts = [ASR_INSTRUCTION, *([TTS_INSTRUCTION] if model_args.tts_head else [])] * len(train_texts)
-    tokenizer = build_tokenizer([*DEFAULT_CORPUS, *train_texts, *prompts], vocab_size=model_args.tiny_vocab_size)
+    pronunciations = (
+        [" ".join(phonemize_words(t)) for t in train_texts] if model_args.tts_text_units == "phonemes" else []
+    )
+    tokenizer = build_tokenizer(
+        [*DEFAULT_CORPUS, *train_texts, *pronunciations, *prompts], vocab_size=model_args.tiny_vocab_size
+    )
     processor = MelLLMProcessor.from_text_tokenizer(tokenizer, feature_extractor, **tts_layout(model_args))
     model = build_tiny_model(
         processor,
@@ -167,6 +177,8 @@ def augment_config(data_args: DataArguments) -> AugmentConfig:
         spec_freq_masks=data_args.spec_freq_masks,
         spec_freq_mask_bins=data_args.spec_freq_mask_bins,
         probability=data_args.augment_probability,
+        word_crop_probability=data_args.word_crop_probability,
+        word_crop_max_words=data_args.word_crop_max_words,
     )
 
 

@@ -10,7 +10,7 @@ from processing import load_audio
 from training.arguments import DataArguments
 from training.augment import AugmentConfig
 from training.corpus.fsdd import fsdd_utterances
-from training.corpus.synthetic_corpus import build_corpus, cache_root, speakers_manifest
+from training.corpus.synthetic_corpus import build_corpus, cache_root, speakers_manifest, unseen_words_manifest
 from training.data import (
     HubSpeechDataset,
     SpeechTextDataset,
@@ -93,6 +93,7 @@ def synthetic_manifests(args: DataArguments, seed: int) -> tuple[Path, Path]:
         pseudo_accent_share=args.synthetic_pseudo_accent_share,
         pseudo_accent_voices_count=args.synthetic_pseudo_accents,
         pseudo_accent_rules=args.pseudo_accent_rules(),
+        text_source=args.synthetic_text,
     )
 
 
@@ -115,6 +116,8 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
                 "synthetic_heldout_speakers": read_manifest(speakers_manifest(eval_manifest)),
                 "synthetic_heldout_accents": read_manifest(eval_manifest),
             }
+        if args.synthetic_text == "open":  # sentences with words that training never has
+            wer_sets["synthetic_unseen_words"] = read_manifest(unseen_words_manifest(eval_manifest))
     elif args.corpus == "fsdd":
         train, wer_sets = fsdd_splits(args.fsdd_test_speaker, args.fsdd_dir)
     else:

@@ -4,7 +4,8 @@ training/arguments.py takes its defaults from here; synthetic_corpus.py and pseu
 from dataclasses import asdict, dataclass
 
 
-DEFAULT_NUM_TRAIN, DEFAULT_NUM_EVAL = 16_000, 300  # the main job's corpus (training/configs/tiny_cpu.yaml)
+DEFAULT_NUM_TRAIN, DEFAULT_NUM_EVAL = 16_000, 300  # the template-language corpus (configs/tiny_templates_cpu.yaml)
+OPEN_NUM_TRAIN = 16_000  # the main job's open-text corpus, without made-up accents (training/configs/tiny_cpu.yaml)
 # Share of training utterances spoken in a made-up accent (training.corpus.pseudo_accents), and how many such accents.
 # 0.75 of 80 took the main job from 13.8 to 10.4-11.6 % WER on the held-out accents (docs/RESULTS.md, section 5).
 PSEUDO_ACCENT_SHARE, PSEUDO_ACCENT_VOICES = 0.75, 80
@@ -43,6 +44,7 @@ __all__ = [
     "DEFAULT_NUM_TRAIN",
     "DEFAULT_PSEUDO_ACCENTS",
     "DEFAULT_RULES",
+    "OPEN_NUM_TRAIN",
     "PSEUDO_ACCENT_SHARE",
     "PSEUDO_ACCENT_VOICES",
     "VOWELS",
