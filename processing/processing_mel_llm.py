@@ -203,10 +203,13 @@ class MelLLMProcessor(ProcessorMixin):
         texts = [text] if isinstance(text, str) else list(text)
         if not texts:
             raise ValueError("Got an empty list of texts to speak.")
+        spoken = []  # as typed → words: numbers, symbols, case, punctuation
         for i, item in enumerate(texts):
-            if not isinstance(item, str) or not normalize_tts_text(item):
+            words = normalize_tts_text(item) if isinstance(item, str) else ""
+            if not words:
                 raise ValueError(f"text[{i}] has no words to speak ({item!r}); give the words to speak.")
-        texts = [normalize_tts_text(item) for item in texts]  # as typed: numbers, symbols, case, punctuation
+            spoken.append(words)
+        texts = spoken
         num_patches = [0] * len(texts)
         features = {}
         if audio is not None:

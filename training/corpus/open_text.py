@@ -120,11 +120,12 @@ def open_text_splits(num_train: int, num_seen: int, num_unseen_words: int, seed:
         raise ValueError(f"The open text has too few sentences for {num_unseen_words} with held-out words.")
     # Most covered first; a small training set leaves too few fully covered sentences, and then set (a) says so.
     seen = sorted(spare, key=lambda t: sum(w not in vocabulary for w in t.split()))[:num_seen]
-    if oov_rate(seen, train) > 0:
+    covered = sum(vocabulary.issuperset(t.split()) for t in seen)
+    if covered < len(seen):
         logger.warning(
             "Only %d of the %d unseen sentences of set (a) have every word in the %d training sentences (too few "
             "for full cover); the rest have the fewest new words.",
-            sum(vocabulary.issuperset(t.split()) for t in seen),
+            covered,
             num_seen,
             num_train,
         )
