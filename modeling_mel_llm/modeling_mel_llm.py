@@ -122,6 +122,8 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         self.mel_head = MelLLMMelHead(config) if config.tts_head else None
         # How the TTS loss is weighed: a training choice (training/arguments.py sets it), not saved with the model.
         self.tts_loss_weights = MelLossWeights()
+        # Also a training choice: in training with text labels, apply the LM head only where a token is a target.
+        self.label_logits_only = False
         self.post_init()
         if self.generation_config.max_new_tokens is None:
             self.generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
@@ -270,6 +272,11 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         if mel_targets is not None:
             kwargs["output_hidden_states"] = True  # the mel head reads the last hidden state
         return_dict = kwargs.pop("return_dict", None)  # the backbone always returns its output class here
+        if self._uses_label_logits_only(labels, mel_targets, logits_to_keep):
+            backbone_inputs = {"attention_mask": attention_mask, "position_ids": position_ids, "use_cache": False}
+            loss = label_position_loss(self.language_model, inputs_embeds, labels, **backbone_inputs, **kwargs)
+            output = MelLLMOutputWithPast(loss=loss)
+            return output if return_dict is not False else output.to_tuple()
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -284,6 +291,23 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         if mel_targets is not None:
             self._add_tts_loss(output, outputs.hidden_states[-1], input_ids, mel_targets, mel_target_mask)
         return output if return_dict is not False else output.to_tuple()
+
+    def _uses_label_logits_only(self, labels, mel_targets, logits_to_keep) -> bool:
+        """Whether this call takes the `label_position_loss` path: training on text labels alone (TTS rows read the
+        hidden states) with a plain LM head (no logit softcapping or scaling, which that path would skip)."""
+        text_config = self.config.text_config
+        plain_head = all(
+            getattr(text_config, name, None) is None for name in ("final_logit_softcapping", "logit_scale")
+        )
+        return (
+            self.label_logits_only
+            and self.training
+            and labels is not None
+            and mel_targets is None
+            and isinstance(logits_to_keep, int)
+            and logits_to_keep == 0
+            and plain_head
+        )
 
     def _embed_inputs(self, input_ids, inputs_embeds, input_features, input_features_mask) -> torch.Tensor:
         """The prompt's embeddings (B, L, D) with the audio patches scattered over its placeholders."""
@@ -323,6 +347,23 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
                 "speak: split it into sentences or lower max_new_frames."
             )
         return None if limit is None else limit - num_tokens
+
+
+def label_position_loss(language_model, inputs_embeds: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
+    """
+    The backbone's causal-LM loss with its LM head applied only at the positions whose next token is a target: the
+    same loss and gradients as the full forward for a fraction of the head's work (in ASR training about three
+    quarters of the positions are audio or prompt). Like Liger's fused loss in transformers' Trainer, it returns no
+    logits. `kwargs` go to the decoder and the loss, as the backbone's own forward passes them.
+    """
+    hidden = language_model.get_decoder()(inputs_embeds=inputs_embeds, **kwargs).last_hidden_state
+    targets = nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]  # (B, L): the token each position predicts
+    kept = targets != -100
+    logits = language_model.get_output_embeddings()(hidden[kept])  # (N, V)
+    vocab_size = logits.shape[-1]
+    return language_model.loss_function(
+        logits=logits[None], labels=None, shift_labels=targets[kept][None], vocab_size=vocab_size, **kwargs
+    )
 
 
 def check_packed_rows(mel_targets: torch.Tensor | None) -> None:

@@ -472,6 +472,36 @@ def test_packed_batches_give_the_padded_loss_and_gradients(processor, make_model
         torch.testing.assert_close(packed_grad, padded_grad, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("family", ["llama", "qwen2", "phi3"])
+def test_label_logits_only_gives_the_full_heads_loss_and_gradients(processor, make_model, family):
+    from training.data import pack_batch
+
+    rng = np.random.default_rng(1)
+    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (24_000, 3_000, 9_000)]
+    padded = processor(audio=clips, sampling_rate=16_000, text_target=["one two three", "nine", "zero four"])
+    packed = pack_batch(padded, processor.tokenizer.pad_token_id)
+    model = make_model(family).train()
+    for batch, extra in ((padded, {}), (packed, {"num_items_in_batch": torch.tensor(7)})):
+        results = []
+        for label_logits_only in (False, True):
+            model.label_logits_only = label_logits_only
+            output = model(**batch, **extra)
+            output.loss.backward()
+            results.append((output, [p.grad.clone() for p in model.parameters()]))
+            model.zero_grad()
+        (full, full_grads), (sparse, sparse_grads) = results
+        assert full.logits is not None
+        assert sparse.logits is None
+        torch.testing.assert_close(sparse.loss, full.loss, atol=1e-6, rtol=1e-5)
+        for sparse_grad, full_grad in zip(sparse_grads, full_grads, strict=True):
+            torch.testing.assert_close(sparse_grad, full_grad, atol=1e-6, rtol=1e-4)
+    model.eval()  # evaluation and generation keep the full logits
+    assert model(**padded).logits.shape[:2] == padded["input_ids"].shape
+    model.train()
+    model.config.text_config.final_logit_softcapping = 30.0  # a head that path would bypass: the full forward runs
+    assert model(**padded).logits is not None
+
+
 def test_packing_refuses_tts(small_manifests, tmp_path, processor):
     from training.data import pack_batch
     from training.train import main

@@ -83,3 +83,19 @@ def test_whisper_judges_espeak_references(tmp_path):
     scores = whisper_scores(silence, clips, texts)
     assert scores["references"]["wer"] < 50.0  # a clear single voice: Whisper reads most of it
     assert scores["synthesised"]["wer"] >= 90.0  # silence: nothing to read
+
+
+def test_tts_everyday_speaks_typed_text_through_the_pipeline(tts_dir, tmp_path):
+    from benchmarks.tts_everyday import TYPED_SENTENCES
+    from benchmarks.tts_everyday import main as everyday
+
+    out = tmp_path / "tts" / "everyday.json"
+    args = ["--model", str(tts_dir), "--manifest", str(FSDD_DIR / "manifest.jsonl"), "--max-samples", "2"]
+    args += ["--max-new-frames", "16", "--no-whisper", "--asr-model", str(tts_dir), "--out", str(out)]
+    results = everyday(args)["results"]
+    assert [(r["set"], r["num_sentences"]) for r in results] == [("held-out", 2), ("typed", len(TYPED_SENTENCES))]
+    assert all(r["judge"] == "Mel-LLM ASR" and r["cer"] >= 0 and r["espeak_floor"]["cer"] >= 0 for r in results)
+    assert json.loads(out.read_text())["results"] == results
+    assert (out.parent / "everyday_typed_0.wav").stat().st_size > 100
+    with pytest.raises(ValueError, match="No judge"):
+        everyday(["--model", str(tts_dir), "--manifest", str(FSDD_DIR / "manifest.jsonl"), "--no-whisper"])

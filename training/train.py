@@ -217,6 +217,7 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
     if model_args.tts_scheduled_sampling > 0 and model.mel_head is None:
         raise ValueError("tts_scheduled_sampling needs a model with a mel head (tts_head: true, or init_from one).")
     model.tts_loss_weights = model_args.loss_weights()
+    model.label_logits_only = model_args.label_logits_only
     if not model_args.init_from and data.has_length:
         fit_normalization(model, processor, data)
     if model_args.finetune == "lora" and training_args.process_index == 0:

