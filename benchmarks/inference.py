@@ -153,7 +153,11 @@ def whisper_runner(args: argparse.Namespace, config: dict) -> tuple[torch.nn.Mod
         out = model.generate(features.to(device, dtype), do_sample=False, min_new_tokens=n, max_new_tokens=n)
         return tokenizer.batch_decode(out, skip_special_tokens=True)  # Whisper returns only the new tokens
 
-    dims = {"d_model": whisper_cfg.d_model, "layers": whisper_cfg.encoder_layers, "ffn": whisper_cfg.encoder_ffn_dim}
+    dims = {
+        "d_model": whisper_cfg.d_model,
+        "layers": whisper_cfg.conformer_layers,
+        "ffn": whisper_cfg.conformer_ffn_dim,
+    }
     return model, transcribe, {"reference_mel_llm_params": target, **dims}
 
 

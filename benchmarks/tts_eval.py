@@ -34,6 +34,7 @@ from training.corpus.synthetic_corpus import cached_corpus_manifests
 from training.data import read_manifest
 from training.evaluation.eval_asr import load_clip, score, transcribe_batch
 from training.evaluation.text_normalizer import normalize_english
+from training.progress import progress
 from training.tools.tts import plot_mels
 
 
@@ -103,7 +104,8 @@ def whisper_scores(synthesised: list[np.ndarray], references: list[np.ndarray], 
 def synthesise(model, processor, vocoder, texts: list[str], args) -> list[dict]:
     """Log-mel, waveform and stop flag per text, in batches of `args.batch_size` (left-padded prompts)."""
     outputs = []
-    for start in range(0, len(texts), args.batch_size):
+    starts = range(0, len(texts), args.batch_size)
+    for start in progress(starts, len(starts), f"speaking {len(texts)} sentences (batches of {args.batch_size})"):
         batch = texts[start : start + args.batch_size]
         with torch.inference_mode():
             speech = model.generate_speech(

@@ -28,6 +28,7 @@ from training.corpus.synthetic_speech import EspeakSynthesizer, to_training_clip
 from training.data import read_manifest
 from training.evaluation.eval_asr import score, transcribe_batch
 from training.evaluation.text_normalizer import normalize_english
+from training.progress import progress
 
 
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "tts" / "tts_everyday.json"
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
         started = time.perf_counter()
         spoken = [
             tts(text, temperature=args.temperature, seed=args.seed, max_new_frames=args.max_new_frames)["audio"]
-            for text in texts
+            for text in progress(texts, len(texts), f"speaking the {name} sentences through the pipeline")
         ]
         seconds = time.perf_counter() - started
         floor_clips = espeak_readings(texts, args.voice, rate)

@@ -73,17 +73,17 @@ class MelLLMConfig(PreTrainedConfig):
         conv_output_size (`int`, defaults to 1024):
             Width of the linear layer after the convolutions, and the conformer width for `"encoder"` (Phi-4-MM's
             encoder width is 1024).
-        encoder_layers (`int`, defaults to 24):
+        conformer_layers (`int`, defaults to 24):
             Conformer blocks (`"encoder"` only; Phi-4-MM has 24).
-        encoder_attention_heads (`int`, defaults to 16):
+        conformer_attention_heads (`int`, defaults to 16):
             Attention heads per conformer block; must divide `conv_output_size`.
-        encoder_ffn_dim (`int`, defaults to 1536):
+        conformer_ffn_dim (`int`, defaults to 1536):
             Hidden width of the two half-step feed-forward modules of each block.
-        encoder_conv_kernel_size (`int`, defaults to 3):
+        conformer_conv_kernel_size (`int`, defaults to 3):
             Kernel of the causal depthwise convolution of each block.
-        encoder_bias_max_distance (`int`, defaults to 500):
+        conformer_bias_max_distance (`int`, defaults to 500):
             Relative positions beyond this many tokens share one T5-style attention bias (Phi-4-MM's checkpoint: 500).
-        encoder_chunk_length (`int`, defaults to 500):
+        conformer_chunk_length (`int`, defaults to 500):
             Tokens attend only within blocks of this many tokens (40 s at 80 ms per token), as Phi-4-MM processes
             long audio in 500-token chunks.
         audio_token_id (`int`, *optional*):
@@ -133,12 +133,12 @@ class MelLLMConfig(PreTrainedConfig):
     audio_token_id: int | None = None
     projector_bias: bool = True
     projector_type: str = "linear"
-    encoder_layers: int = 24
-    encoder_attention_heads: int = 16
-    encoder_ffn_dim: int = 1536
-    encoder_conv_kernel_size: int = 3
-    encoder_bias_max_distance: int = 500
-    encoder_chunk_length: int = 500
+    conformer_layers: int = 24
+    conformer_attention_heads: int = 16
+    conformer_ffn_dim: int = 1536
+    conformer_conv_kernel_size: int = 3
+    conformer_bias_max_distance: int = 500
+    conformer_chunk_length: int = 500
     tts_head: bool = False
     tts_latent_dim: int | None = None
     tts_mlp_size: int = 512
@@ -149,6 +149,8 @@ class MelLLMConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         kwargs = _drop_legacy_fields(kwargs)
+        for old_name in [key for key in kwargs if key in RENAMED_CONFORMER_FIELDS]:  # configs saved before the rename
+            setattr(self, RENAMED_CONFORMER_FIELDS[old_name], kwargs.pop(old_name))
         super().__post_init__(**kwargs)
         if self.custom_pipelines is None:
             self.custom_pipelines = {**ASR_PIPELINE, **(TTS_PIPELINE if self.tts_head else {})}
@@ -196,18 +198,18 @@ class MelLLMConfig(PreTrainedConfig):
 
     def _validate_encoder(self) -> None:
         for name in (
-            "encoder_layers",
-            "encoder_attention_heads",
-            "encoder_ffn_dim",
-            "encoder_conv_kernel_size",
-            "encoder_bias_max_distance",
-            "encoder_chunk_length",
+            "conformer_layers",
+            "conformer_attention_heads",
+            "conformer_ffn_dim",
+            "conformer_conv_kernel_size",
+            "conformer_bias_max_distance",
+            "conformer_chunk_length",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive for frontend='encoder', got {getattr(self, name)}.")
-        if self.conv_output_size % self.encoder_attention_heads:
+        if self.conv_output_size % self.conformer_attention_heads:
             raise ValueError(
-                f"encoder_attention_heads={self.encoder_attention_heads} must divide the conformer width "
+                f"conformer_attention_heads={self.conformer_attention_heads} must divide the conformer width "
                 f"conv_output_size={self.conv_output_size}."
             )
 
@@ -265,6 +267,14 @@ class MelLLMConfig(PreTrainedConfig):
     def patch_size(self) -> int:
         """Values per stacked patch (`frames_per_patch` × `num_mel_bins`); 640 for the paper's setting."""
         return self.frames_per_patch * self.num_mel_bins
+
+
+# The conformer's sizes were `encoder_*` until 2026-12-05; transformers reads `encoder_*` config keys as the mark of
+# an encoder-decoder model (its tests skip left-padding checks for one), and this model is decoder-only.
+RENAMED_CONFORMER_FIELDS = {
+    f"encoder_{name}": f"conformer_{name}"
+    for name in ("layers", "attention_heads", "ffn_dim", "conv_kernel_size", "bias_max_distance", "chunk_length")
+}
 
 
 def _drop_legacy_fields(kwargs: dict) -> dict:

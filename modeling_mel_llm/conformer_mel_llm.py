@@ -21,16 +21,16 @@ def phi4mm_audio_config(config: MelLLMConfig) -> Phi4MultimodalAudioConfig:
     """The Phi-4-MM audio config whose conformer blocks have the shapes `config` asks for."""
     audio_config = Phi4MultimodalAudioConfig(
         hidden_size=config.conv_output_size,
-        intermediate_size=config.encoder_ffn_dim,
-        num_blocks=config.encoder_layers,
-        num_attention_heads=config.encoder_attention_heads,
+        intermediate_size=config.conformer_ffn_dim,
+        num_blocks=config.conformer_layers,
+        num_attention_heads=config.conformer_attention_heads,
         ext_pw_out_channel=config.conv_output_size,
         depthwise_separable_out_channel=config.conv_output_size,
-        kernel_size=config.encoder_conv_kernel_size,
+        kernel_size=config.conformer_conv_kernel_size,
         input_size=config.num_mel_bins,
         time_reduction=config.frames_per_patch,
         nemo_conv_channels=config.conv_channels,
-        bias_max_distance=config.encoder_bias_max_distance,
+        bias_max_distance=config.conformer_bias_max_distance,
     )
     audio_config._attn_implementation = "sdpa"  # takes the float mask below; exact on CPU and GPU
     return audio_config
@@ -46,10 +46,10 @@ class MelLLMConformerEncoder(nn.Module):
     def __init__(self, config: MelLLMConfig):
         super().__init__()
         audio_config = phi4mm_audio_config(config)
-        self.chunk_length = config.encoder_chunk_length
+        self.chunk_length = config.conformer_chunk_length
         self.relative_attention_bias_layer = Phi4MultimodalAudioRelativeAttentionBias(audio_config)
         self.encoders = nn.ModuleList(
-            [Phi4MultimodalAudioConformerEncoderLayer(audio_config) for _ in range(config.encoder_layers)]
+            [Phi4MultimodalAudioConformerEncoderLayer(audio_config) for _ in range(config.conformer_layers)]
         )
 
     def attention_mask(self, hidden: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:

@@ -299,8 +299,7 @@ class MelLLMSpeechGenerationMixin:
 
     def _embed_generated(self, frames: torch.Tensor) -> torch.Tensor:
         """LLM input for the newest generated patch: log-mel (B, k·r, M) holding the last k = context patches."""
-        embeds, _ = self.get_audio_features(frames)
-        return embeds[:, -1:]  # (B, 1, D)
+        return self.get_audio_features(frames).last_hidden_state[:, -1:]  # (B, 1, D)
 
     def final_hidden(
         self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None, position_ids, cache=None

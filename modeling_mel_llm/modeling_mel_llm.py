@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
 
 from .configuration_mel_llm import MelLLMConfig
 from .conformer_mel_llm import Phi4MultimodalAudioGluPointWiseConv
@@ -36,6 +36,13 @@ DEFAULT_MAX_NEW_TOKENS = 512  # the Open ASR leaderboard's Phi-4-MM setting
 
 
 @dataclass
+class MelLLMAudioOutput(BaseModelOutputWithPooling):
+    """`get_audio_features`' output: transformers' audio-feature output plus which patches hold audio."""
+
+    patch_mask: torch.BoolTensor | None = None
+
+
+@dataclass
 class MelLLMOutputWithPast(CausalLMOutputWithPast):
     """`CausalLMOutputWithPast` plus, for TTS batches, the mel head's loss (already inside `loss`) and its terms."""
 
@@ -46,7 +53,7 @@ class MelLLMOutputWithPast(CausalLMOutputWithPast):
 class MelLLMPreTrainedModel(PreTrainedModel):
     config: MelLLMConfig
     config_class = MelLLMConfig
-    base_model_prefix = "model"
+    base_model_prefix = "language_model"  # `model.base_model` is the causal LM; the audio path sits beside it
     main_input_name = "input_ids"
     input_modalities = ("audio", "text")
     supports_gradient_checkpointing = True
@@ -168,17 +175,27 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         self.audio_frontend.norm.fit(input_features, input_features_mask)
 
     def get_audio_features(
-        self, input_features: torch.Tensor, input_features_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        input_features: torch.Tensor,
+        input_features_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> "MelLLMAudioOutput | tuple":
         """
         Project log-mel frames to LLM embeddings.
 
         Args:
             input_features (`torch.Tensor` of shape `(B, T, M)`): log-mel frames from `MelLLMFeatureExtractor`.
             input_features_mask (`torch.Tensor` of shape `(B, T)`, *optional*): True on real frames.
+            output_hidden_states: also return the front end's output (the patches before the projection).
+            return_dict: `False` gives the output as a tuple. Other transformers kwargs (`output_attentions`) are
+                accepted: the `stack` and `conv` front ends have no attention, so `attentions` stays None.
 
         Returns:
-            `(audio_embeds, patch_mask)`: `(B, P, D)` embeddings and the `(B, P)` mask of patches that hold audio.
+            `MelLLMAudioOutput`: `last_hidden_state` `(B, P, D)` embeddings, `pooler_output` `(ΣP, D)` the real
+            patches in order (what replaces the placeholders, as in Voxtral), `patch_mask` `(B, P)`, and with
+            `output_hidden_states` the one state an encoder-free front end has: the `(B, P, F)` patches.
         """
         if input_features.ndim != 3 or input_features.shape[-1] != self.config.num_mel_bins:
             raise ValueError(
@@ -189,7 +206,14 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
             input_features_mask = torch.ones(input_features.shape[:2], dtype=torch.bool, device=input_features.device)
         features = input_features.to(next(self.multi_modal_projector.parameters()).dtype)
         patches, patch_mask = self.audio_frontend(features, input_features_mask.bool())
-        return self.multi_modal_projector(patches), patch_mask
+        embeds = self.multi_modal_projector(patches)
+        output = MelLLMAudioOutput(
+            last_hidden_state=embeds,
+            pooler_output=embeds[patch_mask],
+            hidden_states=(patches,) if output_hidden_states else None,
+            patch_mask=patch_mask,
+        )
+        return output if return_dict is not False else output.to_tuple()
 
     def frontend_parameter_counts(self) -> dict[str, int]:
         """
@@ -200,30 +224,36 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         counts = {**self.audio_frontend.parameter_counts(), "projector": projector}
         return {**counts, "total": sum(counts.values())}
 
-    def get_placeholder_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, L) True where an audio patch goes."""
+    def get_placeholder_mask(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, L) True where an audio patch goes: the audio token in `input_ids`, or, given only `inputs_embeds`, the
+        positions whose embedding is the audio token's (as Qwen2-Audio and Voxtral find them)."""
         if self.config.audio_token_id is None:
             raise ValueError("config.audio_token_id is not set, so audio cannot be placed in the prompt.")
-        return input_ids == self.config.audio_token_id
+        if input_ids is not None:
+            return input_ids == self.config.audio_token_id
+        audio_token = torch.tensor(self.config.audio_token_id, device=inputs_embeds.device)
+        return (inputs_embeds == self.get_input_embeddings()(audio_token).to(inputs_embeds.dtype)).all(-1)
 
     def merge_audio_embeddings(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None,
         inputs_embeds: torch.Tensor,
         input_features: torch.Tensor,
         input_features_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """Scatter the real audio patches, in order, over the placeholder positions, after checking the counts."""
-        audio_embeds, patch_mask = self.get_audio_features(input_features, input_features_mask)
-        placeholder_mask = self.get_placeholder_mask(input_ids)
-        num_placeholders, num_patches = int(placeholder_mask.sum()), int(patch_mask.sum())
+        audio = self.get_audio_features(input_features, input_features_mask)
+        placeholder_mask = self.get_placeholder_mask(input_ids, inputs_embeds)
+        num_placeholders, num_patches = int(placeholder_mask.sum()), int(audio.patch_mask.sum())
         if num_placeholders != num_patches:
             raise ValueError(
                 f"The prompt has {num_placeholders} audio placeholder tokens (id {self.config.audio_token_id}) but "
-                f"the audio gives {num_patches} patches ({patch_mask.sum(-1).tolist()} per clip). Build inputs with "
-                "MelLLMProcessor, which inserts MelLLMFeatureExtractor.num_audio_tokens() placeholders per clip."
+                f"the audio gives {num_patches} patches ({audio.patch_mask.sum(-1).tolist()} per clip). Build inputs "
+                "with MelLLMProcessor, which inserts MelLLMFeatureExtractor.num_audio_tokens() placeholders per clip."
             )
-        audio_embeds = audio_embeds[patch_mask].to(inputs_embeds.device, inputs_embeds.dtype)  # (ΣP, D)
+        audio_embeds = audio.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)  # (ΣP, D)
         return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1).to(inputs_embeds.device), audio_embeds)
 
     def forward(
@@ -257,6 +287,8 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
             `MelLLMOutputWithPast`: `loss` (text + weighted TTS loss), `logits`, `past_key_values`, `tts_loss`.
         """
         if mel_targets is not None:
+            if input_ids is None:
+                raise ValueError("mel_targets need input_ids to locate the TTS rows' audio placeholders.")
             mel_target_mask = tts_target_mask(self.mel_head, input_ids, mel_targets, mel_target_mask)
             fed_back = mel_targets if mel_inputs is None else mel_inputs
             audio = audio_batch_with_tts_rows(input_features, input_features_mask, fed_back, mel_target_mask)
@@ -310,14 +342,12 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         )
 
     def _embed_inputs(self, input_ids, inputs_embeds, input_features, input_features_mask) -> torch.Tensor:
-        """The prompt's embeddings (B, L, D) with the audio patches scattered over its placeholders."""
+        """The prompt's embeddings (B, L, D) with the audio patches scattered over its placeholders (found in
+        `input_ids`, or in `inputs_embeds` by the audio token's embedding)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
-        if inputs_embeds is not None:
-            if input_features is not None:
-                raise ValueError("input_features and mel_targets need input_ids to locate the audio placeholders.")
-            return inputs_embeds
-        inputs_embeds = self.get_input_embeddings()(input_ids)
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
         if input_features is None:
             return inputs_embeds
         return self.merge_audio_embeddings(input_ids, inputs_embeds, input_features, input_features_mask)
@@ -372,4 +402,10 @@ def check_packed_rows(mel_targets: torch.Tensor | None) -> None:
         raise ValueError("Packed rows (position_ids without attention_mask) support the ASR text loss only.")
 
 
-__all__ = ["MelLLMForSpeechLM", "MelLLMOutputWithPast", "MelLLMPreTrainedModel", "MelLLMSpeechOutput"]
+__all__ = [
+    "MelLLMAudioOutput",
+    "MelLLMForSpeechLM",
+    "MelLLMOutputWithPast",
+    "MelLLMPreTrainedModel",
+    "MelLLMSpeechOutput",
+]

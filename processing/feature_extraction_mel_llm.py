@@ -31,6 +31,13 @@ def pcm_to_float(audio: np.ndarray) -> np.ndarray:
     return ((audio.astype(np.float64) - midpoint) / half_range).astype(np.float32)
 
 
+PROCESSOR_AUTO_MAP = {"AutoProcessor": "processing_mel_llm.MelLLMProcessor"}
+FEATURE_EXTRACTOR_AUTO_MAP = {
+    **PROCESSOR_AUTO_MAP,
+    "AutoFeatureExtractor": "feature_extraction_mel_llm.MelLLMFeatureExtractor",
+}
+
+
 class MelLLMFeatureExtractor(SequenceFeatureExtractor):
     r"""
     Log-mel features exactly as Phi-4-multimodal computes them: 25 ms Hamming frames every 10 ms (no centring),
@@ -38,8 +45,8 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
     Global mean/variance normalisation happens inside the model, as in Phi-4-MM.
 
     Input handling: float arrays in [-1, 1] at 16 kHz, one 1-D array per clip (a list for a batch). Integer PCM
-    (int16, int32, uint8) is converted to float; a 2-D `(samples, channels)` clip with up to 8 channels is
-    down-mixed to mono. Clips shorter than one 25 ms window are zero-padded to one window. Empty, non-finite,
+    (int16, int32, uint8) is converted to float; a 2-D `(batch, samples)` array is a batch of clips, and a 2-D
+    `(samples, channels)` clip with up to 8 channels is down-mixed to mono. Clips shorter than one 25 ms window are zero-padded to one window. Empty, non-finite,
     wrongly typed or wrongly sampled input raises an error that names the clip and the problem.
 
     Args:
@@ -66,6 +73,9 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
         **kwargs,
     ):
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        # What save_pretrained writes for the Auto classes, set from the start so to_dict() is the same before and
+        # after saving and after loading (a loaded or Hub-qualified auto_map wins).
+        self.auto_map = {**FEATURE_EXTRACTOR_AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
         self.frames_per_patch = frames_per_patch
         self.preemphasis = preemphasis
         self.mel_min_frequency = mel_min_frequency
@@ -132,7 +142,14 @@ class MelLLMFeatureExtractor(SequenceFeatureExtractor):
         return audio.astype(np.float32, copy=False)
 
     def as_clip_list(self, raw_speech) -> list:
-        """One clip or a list of clips → a list of clips (a list of numbers is one clip)."""
+        """
+        One clip or a list of clips → a list of clips. A list of numbers is one clip. A 2-D array or tensor with
+        no more rows than columns is a `(batch, samples)` batch, as Whisper's and Phi-4-MM's extractors read it; a
+        taller one is a `(samples, channels)` clip (soundfile's layout), which `validate_audio` down-mixes.
+        """
+        is_array = isinstance(raw_speech, (np.ndarray, torch.Tensor))
+        if is_array and raw_speech.ndim == 2 and raw_speech.shape[0] <= raw_speech.shape[1]:
+            return list(raw_speech)
         if isinstance(raw_speech, (list, tuple)):
             if len(raw_speech) == 0:
                 raise ValueError("Got an empty list of audio clips.")

@@ -7,7 +7,7 @@ import torch
 from transformers import BatchFeature, ProcessorMixin
 
 from .espeak_mel_llm import phonemize_words
-from .feature_extraction_mel_llm import MelLLMFeatureExtractor
+from .feature_extraction_mel_llm import PROCESSOR_AUTO_MAP, MelLLMFeatureExtractor
 from .pipeline_mel_llm import MelLLMSpeechRecognitionPipeline  # noqa: F401  (saved with the processor for the Hub)
 from .pipeline_tts_mel_llm import MelLLMTextToSpeechPipeline  # noqa: F401  (saved with the processor for the Hub)
 from .text_normalization_mel_llm import normalize_tts_text
@@ -88,6 +88,7 @@ class MelLLMProcessor(ProcessorMixin):
         if tts_text_units not in TTS_TEXT_UNITS:
             raise ValueError(f"tts_text_units={tts_text_units!r}; choose one of {TTS_TEXT_UNITS}.")
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
+        self.auto_map = dict(PROCESSOR_AUTO_MAP)  # what save_pretrained writes: to_dict() round-trips through it
         self.audio_token = audio_token
         self.instruction = instruction
         self.tts_interleave_words = tts_interleave_words
@@ -121,6 +122,46 @@ class MelLLMProcessor(ProcessorMixin):
             {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": instruction or self.instruction}]}
         ]
         return self.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def apply_transcription_request(
+        self,
+        audio,
+        prompt: str | list[str | None] | None = None,
+        tokenize: bool = True,
+        sampling_rate: int | None = None,
+        **kwargs,
+    ) -> BatchFeature | list[str]:
+        """
+        ASR inputs without writing the prompt, as transformers' speech LLMs offer it (Voxtral, Audio Flamingo 3).
+
+        Args:
+            audio: a clip or a list of clips: file paths (read and resampled to 16 kHz), arrays or tensors (at
+                `sampling_rate`, default 16000).
+            prompt: the instruction for every clip, or one per clip (`None` in a list: the default instruction).
+            tokenize: `False` returns the prompt strings (one unexpanded audio placeholder each), which
+                `processor(text=prompts, audio=clips)` turns into the same inputs.
+            **kwargs: passed to `__call__` (e.g. `return_tensors`, `padding`).
+        """
+        from .audio_loading import load_audio
+
+        items = list(audio) if isinstance(audio, (list, tuple)) else [audio]
+        if not items:
+            raise ValueError("audio must hold at least one clip.")
+        rate = self.feature_extractor.sampling_rate
+        clips = [load_audio(item, rate) if isinstance(item, str) else item for item in items]
+        if prompt is None or isinstance(prompt, str):
+            prompts = [prompt] * len(clips)
+        elif len(prompt) != len(clips):
+            raise ValueError(f"Got {len(prompt)} prompts for {len(clips)} clips; give one per clip, or one for all.")
+        else:
+            prompts = list(prompt)
+        if not all(instruction is None or isinstance(instruction, str) for instruction in prompts):
+            raise TypeError("Each prompt must be a string or None.")
+        texts = [self.build_prompt(instruction) for instruction in prompts]
+        if not tokenize:
+            return texts
+        all_paths = all(isinstance(item, str) for item in items)
+        return self(text=texts, audio=clips, sampling_rate=rate if all_paths else sampling_rate, **kwargs)
 
     def build_tts_prompt(self, text: str) -> str:
         """The TTS prompt for one text: the spoken audio follows `<|assistant|>` as audio tokens."""

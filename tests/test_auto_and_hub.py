@@ -182,9 +182,9 @@ def test_fresh_process_loads_the_encoder_frontend_with_its_code(processor, tmp_p
         projector_type="mlp",
         conv_channels=16,
         conv_output_size=32,
-        encoder_layers=2,
-        encoder_attention_heads=4,
-        encoder_ffn_dim=48,
+        conformer_layers=2,
+        conformer_attention_heads=4,
+        conformer_ffn_dim=48,
     )
     torch.manual_seed(0)
     model = MelLLMForSpeechLM(config).eval()

@@ -32,20 +32,33 @@ def test_round_trip_keeps_every_field(tmp_path):
     assert "automatic-speech-recognition" in loaded.custom_pipelines
 
 
-def test_encoder_fields_round_trip(tmp_path):
+def test_conformer_fields_round_trip(tmp_path):
     config = MelLLMConfig(
         text_config=tiny_text_config(),
         frontend="encoder",
-        encoder_layers=3,
-        encoder_attention_heads=2,
-        encoder_ffn_dim=48,
-        encoder_conv_kernel_size=5,
+        conformer_layers=3,
+        conformer_attention_heads=2,
+        conformer_ffn_dim=48,
+        conformer_conv_kernel_size=5,
         projector_type="mlp",
     )
     config.save_pretrained(tmp_path)
     loaded = MelLLMConfig.from_pretrained(tmp_path)
     assert loaded.to_dict() == config.to_dict()
-    assert (loaded.encoder_layers, loaded.encoder_conv_kernel_size, loaded.projector_type) == (3, 5, "mlp")
+    assert (loaded.conformer_layers, loaded.conformer_conv_kernel_size, loaded.projector_type) == (3, 5, "mlp")
+
+
+def test_the_config_reads_as_decoder_only(tmp_path):
+    """No `encoder_*` keys (transformers takes them for an encoder-decoder model); configs saved with the old conformer
+    names load into the new ones."""
+    config = MelLLMConfig(text_config=tiny_text_config(), frontend="encoder", conformer_layers=3)
+    assert not config.is_encoder_decoder
+    assert [key for key in config.to_dict() if key.startswith("encoder")] == []
+    old_style = {**config.to_dict(), "encoder_layers": 2, "encoder_ffn_dim": 40}
+    del old_style["conformer_layers"], old_style["conformer_ffn_dim"]
+    loaded = MelLLMConfig.from_dict(old_style)
+    assert (loaded.conformer_layers, loaded.conformer_ffn_dim) == (2, 40)
+    assert [key for key in loaded.to_dict() if key.startswith("encoder")] == []
 
 
 def test_default_backbone_is_llama():
@@ -61,11 +74,11 @@ def test_default_backbone_is_llama():
         ({"frontend": "conv", "frames_per_patch": 1}, "power of two"),
         ({"num_mel_bins": 0}, "num_mel_bins must be positive"),
         ({"frontend": "encoder", "frames_per_patch": 6}, "frontend='encoder' subsamples by stride-2"),
-        ({"frontend": "encoder", "encoder_layers": 0}, "encoder_layers must be positive"),
-        ({"frontend": "encoder", "encoder_ffn_dim": 0}, "encoder_ffn_dim must be positive"),
-        ({"frontend": "encoder", "encoder_conv_kernel_size": 0}, "encoder_conv_kernel_size must be positive"),
-        ({"frontend": "encoder", "encoder_chunk_length": 0}, "encoder_chunk_length must be positive"),
-        ({"frontend": "encoder", "conv_output_size": 30, "encoder_attention_heads": 4}, "must divide the conformer"),
+        ({"frontend": "encoder", "conformer_layers": 0}, "conformer_layers must be positive"),
+        ({"frontend": "encoder", "conformer_ffn_dim": 0}, "conformer_ffn_dim must be positive"),
+        ({"frontend": "encoder", "conformer_conv_kernel_size": 0}, "conformer_conv_kernel_size must be positive"),
+        ({"frontend": "encoder", "conformer_chunk_length": 0}, "conformer_chunk_length must be positive"),
+        ({"frontend": "encoder", "conv_output_size": 30, "conformer_attention_heads": 4}, "must divide the conformer"),
         ({"projector_type": "mlp3"}, "projector_type='mlp3' is not supported"),
         ({"audio_token_id": 10_000}, "outside the backbone vocabulary"),
     ],

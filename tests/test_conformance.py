@@ -98,3 +98,101 @@ def test_a_script_that_only_knows_speech_processors_gets_the_transcripts(overfit
 def test_processor_options_it_cannot_honour_raise(processor, options, error, message):
     with pytest.raises(error, match=message):
         processor(_clips(), sampling_rate=16_000, **options)
+
+
+@pytest.mark.parametrize("frontend", ["stack", "conv"])
+def test_get_audio_features_returns_transformers_audio_output(make_model, processor, frontend):
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    model = make_model("llama", frontend)
+    features = processor.feature_extractor(_clips(), sampling_rate=16_000)
+    audio = model.get_audio_features(features["input_features"], features["input_features_mask"])
+    assert isinstance(audio, BaseModelOutputWithPooling)
+    torch.testing.assert_close(audio.pooler_output, audio.last_hidden_state[audio.patch_mask])
+    assert audio.pooler_output.shape[0] == sum(processor.feature_extractor.num_audio_tokens(len(c)) for c in _clips())
+    assert audio.hidden_states is None
+    assert audio.attentions is None
+    with_states = model.get_audio_features(
+        features["input_features"], features["input_features_mask"], output_hidden_states=True, output_attentions=True
+    )
+    (patches,) = with_states.hidden_states  # the front end's output: the only state an encoder-free path has
+    assert patches.shape[:2] == audio.patch_mask.shape
+    as_tuple = model.get_audio_features(features["input_features"], features["input_features_mask"], return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], audio.last_hidden_state)
+
+
+@pytest.mark.parametrize("options", [{}, {"num_beams": 2}, {"cache_implementation": "static"}])
+def test_generation_from_inputs_embeds_matches_input_ids(overfit_models, processor, fsdd_batch, options):
+    """Callers that build the prompt's embeddings themselves pass `inputs_embeds` with `input_features`; the audio
+    placeholders are found by the audio token's embedding, as in Qwen2-Audio and Voxtral."""
+    model, _ = overfit_models("llama", "stack")
+    clips, _ = fsdd_batch
+    inputs = processor(audio=clips[:2], sampling_rate=16_000, return_tensors="pt")
+    settings = {"max_new_tokens": 6, "do_sample": False, **options}
+    from_ids = model.generate(**inputs, **settings)[:, inputs["input_ids"].shape[1] :]
+    embeds = model.get_input_embeddings()(inputs["input_ids"])
+    from_embeds = model.generate(
+        inputs_embeds=embeds,
+        attention_mask=inputs["attention_mask"],
+        input_features=inputs["input_features"],
+        input_features_mask=inputs["input_features_mask"],
+        **settings,
+    )
+    assert torch.equal(from_embeds, from_ids)
+    with pytest.raises(ValueError, match="placeholder"):  # embeddings without the audio token's: a clear error
+        model(inputs_embeds=embeds + 1.0, input_features=inputs["input_features"])
+
+
+def test_base_model_is_the_language_model(make_model, tmp_path):
+    model = make_model()
+    assert model.base_model is model.language_model
+    model.save_pretrained(tmp_path)
+    loaded = MelLLMForSpeechLM.from_pretrained(tmp_path)  # the prefix changes no checkpoint key
+    for (name, saved), (_, reloaded) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(saved, reloaded), name
+
+
+def test_processor_to_dict_round_trips_through_save_and_load(processor, tmp_path):
+    """Saving writes auto_map for the Auto classes; the in-memory processor must not change by being saved."""
+    from transformers import AutoFeatureExtractor, AutoProcessor
+
+    before = processor.to_dict()
+    extractor_before = processor.feature_extractor.to_dict()
+    processor.save_pretrained(tmp_path)
+    assert processor.to_dict() == before
+    assert processor.feature_extractor.to_dict() == extractor_before
+    loaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert loaded.to_dict() == before
+    assert AutoFeatureExtractor.from_pretrained(tmp_path, trust_remote_code=True).to_dict() == extractor_before
+
+
+def test_apply_transcription_request_builds_the_asr_inputs(processor, tmp_path):
+    import soundfile
+    import soxr
+
+    clips = _clips()
+    expected = processor(audio=clips, sampling_rate=16_000)
+    request = processor.apply_transcription_request(clips, sampling_rate=16_000)
+    for key in ("input_ids", "attention_mask", "input_features", "input_features_mask"):
+        assert torch.equal(request[key], expected[key]), key
+    prompts = processor.apply_transcription_request(clips, prompt=[None, "Write what is said."], tokenize=False)
+    assert prompts[0] == processor.build_prompt()
+    assert "Write what is said." in prompts[1]
+    by_hand = processor(text=prompts, audio=clips, sampling_rate=16_000)
+    custom = processor.apply_transcription_request(clips, prompt=[None, "Write what is said."], sampling_rate=16_000)
+    assert torch.equal(custom["input_ids"], by_hand["input_ids"])
+    assert not torch.equal(custom["input_ids"], expected["input_ids"])
+    path = tmp_path / "clip.wav"  # a file at 8 kHz: read and resampled
+    soundfile.write(path, soxr.resample(clips[0], 16_000, 8_000), 8_000)
+    from_file = processor.apply_transcription_request(str(path))
+    assert from_file["input_ids"].shape[0] == 1
+    assert abs(from_file["input_features_mask"].sum() - expected["input_features_mask"][0].sum()) <= 1
+    with pytest.raises(ValueError, match="2 prompts for 1 clips"):
+        processor.apply_transcription_request(clips[:1], prompt=["a", "b"])
+
+
+def test_a_2d_array_is_a_batch_for_the_processor(processor):
+    rows = np.stack([clip[:5_000] for clip in _clips()])  # (2, 5000), as leaderboard scripts may pass it
+    batch = processor(rows, sampling_rate=16_000, padding="longest", return_tensors="pt")
+    assert batch["input_features"].shape[0] == batch["input_ids"].shape[0] == 2

@@ -271,7 +271,8 @@ def test_original_layout_with_lora_in_the_shards(phi, reference, tmp_path):
     with torch.no_grad():
         encoded = audio_embed.encoder(features["input_features"], None)
         expected = audio_embed.down_proj_for_speech(torch.nn.functional.gelu(audio_embed.up_proj_for_speech(encoded)))
-        embeds, _ = converted.get_audio_features(features["input_features"], features["input_features_mask"])
+        audio = converted.get_audio_features(features["input_features"], features["input_features_mask"])
+    embeds = audio.last_hidden_state
     torch.testing.assert_close(embeds, expected, atol=1e-5, rtol=1e-5)
 
 

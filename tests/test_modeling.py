@@ -239,12 +239,13 @@ def test_encoder_chunks_keep_batched_equal_to_single(make_model, processor):
     model.audio_frontend.encoder.chunk_length = 4
     clips = _clips()
     features = processor.feature_extractor(clips, sampling_rate=16_000)
-    batched, patch_mask = model.get_audio_features(features["input_features"], features["input_features_mask"])
-    whole_clip = make_model("llama", "encoder").get_audio_features(features["input_features"][:1])[0][0]
+    audio = model.get_audio_features(features["input_features"], features["input_features_mask"])
+    batched, patch_mask = audio.last_hidden_state, audio.patch_mask
+    whole_clip = make_model("llama", "encoder").get_audio_features(features["input_features"][:1]).last_hidden_state[0]
     assert not torch.allclose(batched[0], whole_clip, atol=1e-3)  # the chunking changes the output
     for i, clip in enumerate(clips):
         single = processor.feature_extractor([clip], sampling_rate=16_000)
-        alone, _ = model.get_audio_features(single["input_features"], single["input_features_mask"])
+        alone = model.get_audio_features(single["input_features"], single["input_features_mask"]).last_hidden_state
         torch.testing.assert_close(batched[i][patch_mask[i]], alone[0], atol=1e-5, rtol=1e-4)
 
 

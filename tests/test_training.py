@@ -526,13 +526,13 @@ def test_audio_sizes_from_the_config_reach_the_model(frontend):
     from training.train import build_processor_and_model
 
     args = ModelArguments(
-        frontend=frontend, conv_channels=16, conv_output_size=24, encoder_layers=1, encoder_ffn_dim=48
+        frontend=frontend, conv_channels=16, conv_output_size=24, conformer_layers=1, conformer_ffn_dim=48
     )
     _, model = build_processor_and_model(args, ["one two three", "four five"])
     assert (model.config.conv_channels, model.config.conv_output_size) == (16, 24)
     assert model.audio_frontend.subsampling.out.out_features == 24
     if frontend == "encoder":
-        assert (model.config.encoder_layers, model.config.encoder_ffn_dim) == (1, 48)
+        assert (model.config.conformer_layers, model.config.conformer_ffn_dim) == (1, 48)
 
 
 def test_the_recipe_tokenizer_learns_the_prompts():
@@ -544,3 +544,42 @@ def test_the_recipe_tokenizer_learns_the_prompts():
     processor, _ = build_processor_and_model(ModelArguments(tiny_vocab_size=400, tts_head=True), texts)
     for instruction in (ASR_INSTRUCTION, TTS_INSTRUCTION):
         assert len(processor.tokenizer(instruction, add_special_tokens=False)["input_ids"]) <= 8
+
+
+def test_label_smoothing_scores_each_position_against_the_next_token(processor, make_model, tmp_path):
+    """Trainer shifts labels before smoothing only for its own causal-LM classes; MelLLMTrainer must shift them too."""
+    from transformers import Trainer, TrainingArguments
+    from transformers.trainer_pt_utils import LabelSmoother
+
+    from training.label_smoothing import ShiftedLabelSmoother
+    from training.train import MelLLMTrainer
+
+    model = make_model().train()
+    rng = np.random.default_rng(2)
+    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (12_000, 4_000)]
+    batch = dict(processor(audio=clips, sampling_rate=16_000, text_target=["one two", "nine"]))
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    expected = LabelSmoother(epsilon=0.1)({"logits": logits[:, :-1]}, batch["labels"][:, 1:])
+    args = TrainingArguments(output_dir=str(tmp_path), label_smoothing_factor=0.1, use_cpu=True, report_to="none")
+    ours = MelLLMTrainer(model=model, args=args, processing_class=processor)
+    torch.testing.assert_close(ours.compute_loss(model, dict(batch)), expected)
+    plain = Trainer(model=model, args=args, compute_loss_func=ShiftedLabelSmoother(0.1))
+    torch.testing.assert_close(plain.compute_loss(model, dict(batch)), expected)
+    with pytest.raises(ValueError, match="epsilon"):
+        ShiftedLabelSmoother(1.5)
+
+
+def test_label_smoothing_refuses_tts_rows(small_manifests, tmp_path):
+    from training.train import main
+
+    with pytest.raises(ValueError, match="label_smoothing_factor smooths the text loss only"):
+        main(
+            run_args(
+                small_manifests,
+                tmp_path,
+                "--max_steps=1",
+                "--tts_head",
+                "--tts_ratio=0.5",
+                "--label_smoothing_factor=0.1",
+            )
+        )

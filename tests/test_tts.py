@@ -193,7 +193,7 @@ def test_conv_frontend_embeds_generated_patches_one_by_one(processor):
     torch.manual_seed(0)
     model = build_tiny_model(processor, frontend="conv", tts_head=True).eval()
     frames = torch.randn(1, 40, 80) * 3 + 5
-    full, _ = model.get_audio_features(frames)
+    full = model.get_audio_features(frames).last_hidden_state
     for j in range(5):
         window = frames[:, max(0, 8 * (j - 1)) : 8 * (j + 1)]
         torch.testing.assert_close(model._embed_generated(window)[0, 0], full[0, j], atol=1e-5, rtol=1e-5)

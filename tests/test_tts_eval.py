@@ -27,7 +27,7 @@ def test_dtw_aligns_a_time_stretched_copy_exactly():
     assert mcd < 1e-6
 
 
-def test_tts_eval_runs_on_a_saved_model(tts_dir, tmp_path):
+def test_tts_eval_runs_on_a_saved_model(tts_dir, tmp_path, capsys):
     out = tmp_path / "tts" / "tts_eval.json"
     result = main(
         [
@@ -58,6 +58,7 @@ def test_tts_eval_runs_on_a_saved_model(tts_dir, tmp_path):
     assert "synthesised" in saved["table"]
     assert set(result["asr_on_teacher_forced"]) == {"wer", "cer"}
     assert result["asr_on_teacher_forced"]["cer"] >= 0
+    assert "speaking 2 sentences (batches of 8): 1/1" in capsys.readouterr().err
     assert "teacher-forced predictions" in saved["table"]
 
 
@@ -85,7 +86,7 @@ def test_whisper_judges_espeak_references(tmp_path):
     assert scores["synthesised"]["wer"] >= 90.0  # silence: nothing to read
 
 
-def test_tts_everyday_speaks_typed_text_through_the_pipeline(tts_dir, tmp_path):
+def test_tts_everyday_speaks_typed_text_through_the_pipeline(tts_dir, tmp_path, capsys):
     from benchmarks.tts_everyday import TYPED_SENTENCES
     from benchmarks.tts_everyday import main as everyday
 
@@ -97,5 +98,6 @@ def test_tts_everyday_speaks_typed_text_through_the_pipeline(tts_dir, tmp_path):
     assert all(r["judge"] == "Mel-LLM ASR" and r["cer"] >= 0 and r["espeak_floor"]["cer"] >= 0 for r in results)
     assert json.loads(out.read_text())["results"] == results
     assert (out.parent / "everyday_typed_0.wav").stat().st_size > 100
+    assert f"speaking the typed sentences through the pipeline: {len(TYPED_SENTENCES)}/" in capsys.readouterr().err
     with pytest.raises(ValueError, match="No judge"):
         everyday(["--model", str(tts_dir), "--manifest", str(FSDD_DIR / "manifest.jsonl"), "--no-whisper"])

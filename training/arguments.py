@@ -60,9 +60,9 @@ class ModelArguments:
     # Audio-path sizes; None keeps MelLLMConfig's default (Phi-4-MM's sizes), or tiny.py's for a from-scratch LM.
     conv_channels: int | None = field(default=None, metadata={"help": "channels of the strided convolutions"})
     conv_output_size: int | None = field(default=None, metadata={"help": "width after the convolutions"})
-    encoder_layers: int | None = field(default=None, metadata={"help": "conformer blocks (frontend=encoder)"})
-    encoder_attention_heads: int | None = None
-    encoder_ffn_dim: int | None = None
+    conformer_layers: int | None = field(default=None, metadata={"help": "conformer blocks (frontend=encoder)"})
+    conformer_attention_heads: int | None = None
+    conformer_ffn_dim: int | None = None
     finetune: str = field(default="full", metadata={"help": "full | lora | frontend (LLM frozen)"})
     lora_r: int = 32
     lora_alpha: int = 64

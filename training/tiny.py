@@ -70,10 +70,10 @@ def build_tiny_processor(corpus: Iterable[str] = DEFAULT_CORPUS, frames_per_patc
 TINY_AUDIO_DEFAULTS = {  # a small conv (and, for frontend="encoder", a 2-block conformer) for tests and CPU runs
     "conv_channels": 32,
     "conv_output_size": 64,
-    "encoder_layers": 2,
-    "encoder_attention_heads": 4,
-    "encoder_ffn_dim": 64,
-    "encoder_bias_max_distance": 50,
+    "conformer_layers": 2,
+    "conformer_attention_heads": 4,
+    "conformer_ffn_dim": 64,
+    "conformer_bias_max_distance": 50,
 }
 TINY_TTS_HEAD = {"tts_head": True, "tts_mlp_size": 128, "tts_postnet_channels": 32, "tts_postnet_layers": 3}
 

@@ -34,6 +34,7 @@ from training.corpus.corpora import TrainingData, load_training_data
 from training.data import MelLLMDataCollator
 from training.evaluation.eval_asr import evaluate_sets, write_reports
 from training.finetuning import apply_finetuning, save_trained_model
+from training.label_smoothing import ShiftedLabelSmoother
 from training.scheduled_sampling import mix_in_own_predictions
 from training.smollm2 import resolve_text_model
 from training.tiny import DEFAULT_CORPUS, build_tiny_model, build_tokenizer
@@ -53,6 +54,8 @@ class MelLLMTrainer(Trainer):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        if self.label_smoother is not None and self.compute_loss_func is None:  # Trainer would not shift the labels
+            self.compute_loss_func = ShiftedLabelSmoother(self.args.label_smoothing_factor)
         self.wer_sets, self.generate_kwargs = wer_sets or {}, generate_kwargs or {}
         self.tts_scheduled_sampling = tts_scheduled_sampling
 
@@ -109,7 +112,7 @@ def tts_layout(model_args: ModelArguments) -> dict:
 
 def audio_sizes(model_args: ModelArguments) -> dict:
     """The audio-path sizes the recipe sets; unset ones keep their owner's default (config, or tiny.py)."""
-    names = ("conv_channels", "conv_output_size", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim")
+    names = ("conv_channels", "conv_output_size", "conformer_layers", "conformer_attention_heads", "conformer_ffn_dim")
     return {name: getattr(model_args, name) for name in names if getattr(model_args, name) is not None}
 
 
@@ -212,6 +215,8 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
     processor, model = build_processor_and_model(model_args, data.train_texts)
     if data_args.tts_ratio > 0 and model.mel_head is None:
         raise ValueError("tts_ratio > 0 needs a model with a mel head: set tts_head: true (or init_from one).")
+    if training_args.label_smoothing_factor > 0 and data_args.tts_ratio > 0:
+        raise ValueError("label_smoothing_factor smooths the text loss only; it cannot be combined with tts_ratio.")
     if data_args.pack_sequences and data_args.tts_ratio > 0:
         raise ValueError("pack_sequences packs ASR rows only: it cannot be combined with tts_ratio.")
     if model_args.tts_scheduled_sampling > 0 and model.mel_head is None:
