@@ -196,3 +196,19 @@ def test_a_2d_array_is_a_batch_for_the_processor(processor):
     rows = np.stack([clip[:5_000] for clip in _clips()])  # (2, 5000), as leaderboard scripts may pass it
     batch = processor(rows, sampling_rate=16_000, padding="longest", return_tensors="pt")
     assert batch["input_features"].shape[0] == batch["input_ids"].shape[0] == 2
+
+
+def test_the_bundled_wer_module_matches_jiwer_offline(monkeypatch):
+    """`evaluate.load("wer")` downloads its script; the bundled module loads offline and gives the same numbers."""
+    import jiwer
+
+    from training.evaluation.wer_metric import load_wer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    wer = load_wer()
+    predictions, references = ["a b c", "d", "e f"], ["a x c", "d e", "e f"]
+    assert wer.compute(predictions=predictions, references=references) == pytest.approx(2 / 7)
+    assert wer.compute(predictions=predictions, references=references) == pytest.approx(
+        jiwer.wer(references, predictions)
+    )
+    assert wer.compute(predictions=predictions, references=references, concatenate_texts=True) == pytest.approx(2 / 7)
