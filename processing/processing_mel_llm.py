@@ -314,6 +314,15 @@ class MelLLMProcessor(ProcessorMixin):
         """
         if audio is None and _looks_like_audio(text):  # processor(clips, sampling_rate=...), as for Whisper
             text, audio = None, text
+        named = {"sampling_rate": sampling_rate, "text_target": text_target, "return_tensors": return_tensors}
+        named["padding_side"] = padding_side
+        named = _merge_modality_kwargs(kwargs, named, defaults={"padding_side": "left", "return_tensors": "pt"})
+        sampling_rate, text_target, return_tensors = (
+            named["sampling_rate"],
+            named["text_target"],
+            named["return_tensors"],
+        )
+        padding_side = named["padding_side"]
         _check_call_options(kwargs)
         clips = [] if audio is None else self.feature_extractor.validated_clips(audio, sampling_rate)
         prompts = self._prompts(text, len(clips))
@@ -446,10 +455,30 @@ def _looks_like_audio(value) -> bool:
     return False
 
 
+def _merge_modality_kwargs(kwargs: dict, named: dict, defaults: dict) -> dict:
+    """
+    Fold transformers' per-modality dicts (`text_kwargs`, `audio_kwargs`, `common_kwargs`) into the call: keys this
+    method names (`named`, whose untouched values equal `defaults`) are returned updated, the rest join `kwargs`. The
+    same option given twice with different values raises instead of one silently winning.
+    """
+    named = dict(named)
+    for group in ("text_kwargs", "audio_kwargs", "common_kwargs"):
+        for key, value in (kwargs.pop(group, None) or {}).items():
+            if key in named:
+                given = named[key]
+                if given is not None and given != defaults.get(key) and given != value:
+                    raise ValueError(f"{key} is given twice, as {given!r} and in {group} as {value!r}.")
+                named[key] = value
+            elif key in kwargs and kwargs[key] != value:
+                raise ValueError(f"{key} is given twice, as {kwargs[key]!r} and in {group} as {value!r}.")
+            else:
+                kwargs[key] = value
+    return named
+
+
 def _check_call_options(kwargs: dict) -> None:
     """Options transformers' speech processors take: accepted where they describe what this processor does anyway,
     refused (naming them) where they ask for something it does not do."""
-    kwargs.pop("audio_kwargs", None)
     kwargs.pop("return_attention_mask", None)  # the attention mask is always returned
     for modality in ("images", "videos"):  # `apply_chat_template` passes them, empty, to every processor
         if kwargs.pop(modality, None):

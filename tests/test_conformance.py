@@ -212,3 +212,20 @@ def test_the_bundled_wer_module_matches_jiwer_offline(monkeypatch):
         jiwer.wer(references, predictions)
     )
     assert wer.compute(predictions=predictions, references=references, concatenate_texts=True) == pytest.approx(2 / 7)
+
+
+def test_per_modality_kwargs_reach_the_processor_and_conflicts_raise(processor):
+    """transformers' processors take `text_kwargs` / `audio_kwargs` / `common_kwargs`; none may be dropped silently."""
+    clips = _clips()
+    with pytest.raises(ValueError, match="8000 Hz"):  # the rate inside audio_kwargs is checked, not ignored
+        processor(audio=clips, audio_kwargs={"sampling_rate": 8_000})
+    with pytest.raises(ValueError, match="sampling_rate is given twice"):
+        processor(audio=clips, sampling_rate=16_000, audio_kwargs={"sampling_rate": 8_000})
+    right = processor(audio=clips, sampling_rate=16_000, text_kwargs={"padding_side": "right"})
+    assert torch.equal(
+        right["input_ids"], processor(audio=clips, sampling_rate=16_000, padding_side="right")["input_ids"]
+    )
+    as_numpy = processor(audio=clips, sampling_rate=16_000, common_kwargs={"return_tensors": "np"})
+    assert isinstance(as_numpy["input_ids"], np.ndarray)
+    with pytest.raises(ValueError, match="truncation=True"):  # options it cannot honour raise wherever they come from
+        processor(audio=clips, sampling_rate=16_000, text_kwargs={"truncation": True})
