@@ -22,6 +22,7 @@ from .configuration_mel_llm import MelLLMConfig
 from .conformer_mel_llm import Phi4MultimodalAudioGluPointWiseConv
 from .frontend_mel_llm import MelLLMAudioFrontend, MelLLMGlobalNorm, build_projector
 from .generation_mel_llm import MelLLMSpeechGenerationMixin, MelLLMSpeechOutput, positions_from_mask
+from .label_position_loss import has_plain_lm_head, label_position_loss
 from .mel_head import (
     MelLLMMelHead,
     MelLossWeights,
@@ -327,10 +328,6 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
     def _uses_label_logits_only(self, labels, mel_targets, logits_to_keep) -> bool:
         """Whether this call takes the `label_position_loss` path: training on text labels alone (TTS rows read the
         hidden states) with a plain LM head (no logit softcapping or scaling, which that path would skip)."""
-        text_config = self.config.text_config
-        plain_head = all(
-            getattr(text_config, name, None) is None for name in ("final_logit_softcapping", "logit_scale")
-        )
         return (
             self.label_logits_only
             and self.training
@@ -338,7 +335,7 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
             and mel_targets is None
             and isinstance(logits_to_keep, int)
             and logits_to_keep == 0
-            and plain_head
+            and has_plain_lm_head(self.config.text_config)
         )
 
     def _embed_inputs(self, input_ids, inputs_embeds, input_features, input_features_mask) -> torch.Tensor:
@@ -377,23 +374,6 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
                 "speak: split it into sentences or lower max_new_frames."
             )
         return None if limit is None else limit - num_tokens
-
-
-def label_position_loss(language_model, inputs_embeds: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-    """
-    The backbone's causal-LM loss with its LM head applied only at the positions whose next token is a target: the
-    same loss and gradients as the full forward for a fraction of the head's work (in ASR training about three
-    quarters of the positions are audio or prompt). Like Liger's fused loss in transformers' Trainer, it returns no
-    logits. `kwargs` go to the decoder and the loss, as the backbone's own forward passes them.
-    """
-    hidden = language_model.get_decoder()(inputs_embeds=inputs_embeds, **kwargs).last_hidden_state
-    targets = nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]  # (B, L): the token each position predicts
-    kept = targets != -100
-    logits = language_model.get_output_embeddings()(hidden[kept])  # (N, V)
-    vocab_size = logits.shape[-1]
-    return language_model.loss_function(
-        logits=logits[None], labels=None, shift_labels=targets[kept][None], vocab_size=vocab_size, **kwargs
-    )
 
 
 def check_packed_rows(mel_targets: torch.Tensor | None) -> None:
