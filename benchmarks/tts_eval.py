@@ -77,26 +77,48 @@ def mel_distances(predicted: np.ndarray, reference: np.ndarray) -> tuple[float, 
     return l1, mcd
 
 
-def asr_scores(asr, processor, clips: list[np.ndarray], references: list[str], batch_size: int) -> dict:
-    hypotheses = []
-    for start in range(0, len(clips), batch_size):
-        levelled = [c / max(float(np.abs(c).max()), 1e-4) * np.float32(0.9) for c in clips[start : start + batch_size]]
-        hypotheses += transcribe_batch(asr, processor, levelled)
-    result = score([normalize_english(r) for r in references], [normalize_english(h) for h in hypotheses])
-    return {"wer": result["wer"], "cer": result["cer"], "hypotheses": hypotheses}
+def mel_llm_transcriber(model, processor, batch_size: int = 16):
+    """A Mel-LLM ASR model (greedy) as a clips → texts function; clips peak-levelled like its training data."""
+
+    def transcribe(clips: list[np.ndarray]) -> list[str]:
+        texts = []
+        for start in range(0, len(clips), batch_size):
+            batch = clips[start : start + batch_size]
+            texts += transcribe_batch(
+                model, processor, [c / max(float(np.abs(c).max()), 1e-4) * np.float32(0.9) for c in batch]
+            )
+        return texts
+
+    return transcribe
 
 
-def whisper_scores(synthesised: list[np.ndarray], references: list[np.ndarray], texts: list[str]) -> dict:
-    """A second, independent judge: Whisper tiny.en through `benchmarks.peers` (greedy, offline weights)."""
+def whisper_transcriber():
+    """Whisper tiny.en, greedy, int8 (faster-whisper through `benchmarks.peers`, offline weights), as a clips → texts
+    function: a judge independent of our own ASR."""
     from benchmarks.peers import faster_whisper, require
 
     require("whisper-tiny.en")
     options = argparse.Namespace(whisper_model_dir=None, whisper_compute_type="int8")
-    transcribe, _ = faster_whisper(options, threads=torch.get_num_threads())
-    truth = [normalize_english(t) for t in texts]
+    return faster_whisper(options, threads=torch.get_num_threads())[0]
+
+
+def judged(transcribe, clips: list[np.ndarray], texts: list[str]) -> dict:
+    """WER/CER (%) of `transcribe(clips)` against `texts`, both Whisper-normalised, with the hypotheses."""
+    hypotheses = transcribe(clips)
+    result = score([normalize_english(t) for t in texts], [normalize_english(h) for h in hypotheses])
+    return {"wer": result["wer"], "cer": result["cer"], "hypotheses": hypotheses}
+
+
+def asr_scores(asr, processor, clips: list[np.ndarray], references: list[str], batch_size: int) -> dict:
+    return judged(mel_llm_transcriber(asr, processor, batch_size), clips, references)
+
+
+def whisper_scores(synthesised: list[np.ndarray], references: list[np.ndarray], texts: list[str]) -> dict:
+    """Whisper tiny.en's WER/CER on the synthesised clips and on the references."""
+    transcribe = whisper_transcriber()
     scores = {}
     for name, clips in (("synthesised", synthesised), ("references", references)):
-        result = score(truth, [normalize_english(h) for h in transcribe(clips)])
+        result = judged(transcribe, clips, texts)
         scores[name] = {"wer": result["wer"], "cer": result["cer"]}
     return scores
 

@@ -23,11 +23,10 @@ import soundfile
 from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, pipeline
 
 from benchmarks.common import REPO_ROOT, environment, write_results
+from benchmarks.tts_eval import judged, mel_llm_transcriber, whisper_transcriber
 from processing.text_normalization_mel_llm import normalize_tts_text
 from training.corpus.synthetic_speech import EspeakSynthesizer, to_training_clip
 from training.data import read_manifest
-from training.evaluation.eval_asr import score, transcribe_batch
-from training.evaluation.text_normalizer import normalize_english
 from training.progress import progress
 
 
@@ -54,37 +53,6 @@ TYPED_SENTENCES = (
     "Can we meet on the 3rd of May?",
     "Grandma baked 24 cookies for the kids.",
 )
-
-
-def whisper_transcriber():
-    """Whisper tiny.en, greedy, int8 (faster-whisper through `benchmarks.peers`), as a clips → texts function."""
-    import torch
-
-    from benchmarks.peers import faster_whisper, require
-
-    require("whisper-tiny.en")
-    options = argparse.Namespace(whisper_model_dir=None, whisper_compute_type="int8")
-    return faster_whisper(options, threads=torch.get_num_threads())[0]
-
-
-def mel_llm_transcriber(model, processor, batch_size: int = 16):
-    """A Mel-LLM ASR model (greedy) as a clips → texts function; clips peak-levelled like its training data."""
-
-    def transcribe(clips: list[np.ndarray]) -> list[str]:
-        texts = []
-        for start in range(0, len(clips), batch_size):
-            batch = clips[start : start + batch_size]
-            texts += transcribe_batch(model, processor, [c / max(float(np.abs(c).max()), 1e-4) * 0.9 for c in batch])
-        return texts
-
-    return transcribe
-
-
-def judged(transcribe, clips: list[np.ndarray], texts: list[str]) -> dict:
-    """WER/CER (%) of `transcribe(clips)` against `texts`, both Whisper-normalised, with the hypotheses."""
-    hypotheses = transcribe(clips)
-    result = score([normalize_english(t) for t in texts], [normalize_english(h) for h in hypotheses])
-    return {"wer": result["wer"], "cer": result["cer"], "hypotheses": hypotheses}
 
 
 def espeak_readings(texts: list[str], voice: str, rate: int) -> list[np.ndarray]:
