@@ -56,6 +56,24 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def sequence_extent(past_key_values, num_new_tokens: int) -> tuple[int, bool]:
+    """(positions the sequence may reach after this call, whether the cache is still empty) as Python numbers read
+    without a host sync. A static cache keeps its length on the device, so its fixed size stands in (and it never
+    counts as empty: `generate` passes position_ids), which keeps a compiled decode step free of graph breaks."""
+    if past_key_values is None:
+        return num_new_tokens, True
+    if past_key_values.is_compileable and past_key_values.layers:
+        return past_key_values.get_max_length(), False
+    length = past_key_values.get_seq_length()
+    return length + num_new_tokens, length == 0
+
+
+def check_packed_rows(mel_targets: torch.Tensor | None) -> None:
+    """Packed rows (position_ids without attention_mask, `training.data.pack_batch`) carry the ASR text loss only."""
+    if mel_targets is not None:
+        raise ValueError("Packed rows (position_ids without attention_mask) support the ASR text loss only.")
+
+
 @dataclass
 class _Row:
     """One clip being spoken: its words still to read, what it has said, and where it stands."""

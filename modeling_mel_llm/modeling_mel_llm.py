@@ -17,11 +17,18 @@ from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
+from transformers.utils import torch_compilable_check
 
 from .configuration_mel_llm import MelLLMConfig
 from .conformer_mel_llm import Phi4MultimodalAudioGluPointWiseConv
 from .frontend_mel_llm import MelLLMAudioFrontend, MelLLMGlobalNorm, build_projector
-from .generation_mel_llm import MelLLMSpeechGenerationMixin, MelLLMSpeechOutput, positions_from_mask
+from .generation_mel_llm import (
+    MelLLMSpeechGenerationMixin,
+    MelLLMSpeechOutput,
+    check_packed_rows,
+    positions_from_mask,
+    sequence_extent,
+)
 from .label_position_loss import has_plain_lm_head, label_position_loss
 from .mel_head import (
     MelLLMMelHead,
@@ -64,7 +71,8 @@ class MelLLMPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    # No `_can_compile_fullgraph`: `check_context` reads the cache length as a Python int at every step.
+    # The decode step has no host sync: with a static cache, `sequence_extent` reads its fixed size, not its length.
+    _can_compile_fullgraph = True
 
     def _init_weights(self, module: nn.Module) -> None:
         """
@@ -165,14 +173,10 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
             module.apply(model._init_weights)
         return model.to(text_model.dtype)
 
-    # ------------------------------------------------------------------ embeddings plumbing
     # ------------------------------------------------------------------ audio
     def fit_feature_normalization(self, input_features: torch.Tensor, input_features_mask: torch.Tensor) -> None:
-        """
-        Estimate the global per-bin mean/std of log-mel frames from training data (a large batch of
-        `input_features` with its mask). Phi-4-MM ships these statistics in its checkpoint; a new model needs them
-        before training, or the linear projection sees inputs of scale ~10 and learns far more slowly.
-        """
+        """Set the per-bin log-mel mean/std from a large training batch (Phi-4-MM ships them): without them the
+        linear projection sees inputs of scale ~10 and learns far more slowly."""
         self.audio_frontend.norm.fit(input_features, input_features_mask)
 
     def get_audio_features(
@@ -198,6 +202,17 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
             patches in order (what replaces the placeholders, as in Voxtral), `patch_mask` `(B, P)`, and with
             `output_hidden_states` the one state an encoder-free front end has: the `(B, P, F)` patches.
         """
+        embeds, patch_mask, patches = self._project_audio(input_features, input_features_mask)
+        output = MelLLMAudioOutput(
+            last_hidden_state=embeds,
+            pooler_output=embeds[patch_mask],
+            hidden_states=(patches,) if output_hidden_states else None,
+            patch_mask=patch_mask,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+    def _project_audio(self, input_features, input_features_mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, P, D) embeddings, (B, P) patch mask and (B, P, F) patches, all of static shape (what compiles)."""
         if input_features.ndim != 3 or input_features.shape[-1] != self.config.num_mel_bins:
             raise ValueError(
                 f"input_features must have shape (batch, frames, {self.config.num_mel_bins}), got "
@@ -207,20 +222,10 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
             input_features_mask = torch.ones(input_features.shape[:2], dtype=torch.bool, device=input_features.device)
         features = input_features.to(next(self.multi_modal_projector.parameters()).dtype)
         patches, patch_mask = self.audio_frontend(features, input_features_mask.bool())
-        embeds = self.multi_modal_projector(patches)
-        output = MelLLMAudioOutput(
-            last_hidden_state=embeds,
-            pooler_output=embeds[patch_mask],
-            hidden_states=(patches,) if output_hidden_states else None,
-            patch_mask=patch_mask,
-        )
-        return output if return_dict is not False else output.to_tuple()
+        return self.multi_modal_projector(patches), patch_mask, patches
 
     def frontend_parameter_counts(self) -> dict[str, int]:
-        """
-        Trainable parameters of the audio path by part: `conv` (subsampling), `encoder` (conformer blocks), `projector`,
-        and their `total`; what the encoder-free model saves over the encoder baseline (about 460 M for Phi-4-MM).
-        """
+        """Audio-path parameters by part (`conv`, `encoder`, `projector`, `total`): what going encoder-free saves."""
         projector = sum(p.numel() for p in self.multi_modal_projector.parameters())
         counts = {**self.audio_frontend.parameter_counts(), "projector": projector}
         return {**counts, "total": sum(counts.values())}
@@ -244,17 +249,23 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         input_features: torch.Tensor,
         input_features_mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Scatter the real audio patches, in order, over the placeholder positions, after checking the counts."""
-        audio = self.get_audio_features(input_features, input_features_mask)
+        """
+        Scatter the real audio patches, in order, over the placeholder positions, after checking the counts. Shapes
+        stay static (no boolean indexing, no host-side count), so a fullgraph-compiled `forward` includes the prefill.
+        """
+        embeds, patch_mask, _ = self._project_audio(input_features, input_features_mask)
         placeholder_mask = self.get_placeholder_mask(input_ids, inputs_embeds)
-        num_placeholders, num_patches = int(placeholder_mask.sum()), int(audio.patch_mask.sum())
-        if num_placeholders != num_patches:
-            raise ValueError(
-                f"The prompt has {num_placeholders} audio placeholder tokens (id {self.config.audio_token_id}) but "
-                f"the audio gives {num_patches} patches ({audio.patch_mask.sum(-1).tolist()} per clip). Build inputs "
-                "with MelLLMProcessor, which inserts MelLLMFeatureExtractor.num_audio_tokens() placeholders per clip."
-            )
-        audio_embeds = audio.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)  # (ΣP, D)
+        torch_compilable_check(
+            placeholder_mask.sum() == patch_mask.sum(),
+            lambda: (
+                f"The prompt has {int(placeholder_mask.sum())} audio placeholder tokens (id "
+                f"{self.config.audio_token_id}) but the audio gives {int(patch_mask.sum())} patches "
+                f"({patch_mask.sum(-1).tolist()} per clip). Build inputs with MelLLMProcessor, which inserts "
+                "MelLLMFeatureExtractor.num_audio_tokens() placeholders per clip."
+            ),
+        )
+        real_first = torch.argsort((~patch_mask).flatten().to(torch.uint8), stable=True)  # real patches, in order
+        audio_embeds = embeds.flatten(0, 1)[real_first].to(inputs_embeds.device, inputs_embeds.dtype)  # (B·P, D)
         return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1).to(inputs_embeds.device), audio_embeds)
 
     def forward(
@@ -295,9 +306,9 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
             audio = audio_batch_with_tts_rows(input_features, input_features_mask, fed_back, mel_target_mask)
             (input_features, input_features_mask), labels = audio, tts_batch_labels(labels)
         inputs_embeds = self._embed_inputs(input_ids, inputs_embeds, input_features, input_features_mask)
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
-        self.check_context(past_length + inputs_embeds.shape[1])
-        if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and past_length == 0:
+        extent, nothing_cached = sequence_extent(past_key_values, inputs_embeds.shape[1])
+        self.check_context(extent)
+        if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and nothing_cached:
             position_ids = positions_from_mask(attention_mask)
         if attention_mask is None and position_ids is not None and past_key_values is None:
             check_packed_rows(mel_targets)
@@ -369,17 +380,12 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         limit = getattr(self.config.text_config, "max_position_embeddings", None)
         if limit is not None and num_tokens > limit:
             raise ValueError(
-                f"The sequence is too long: it needs {num_tokens} positions but the language model supports {limit} "
-                "(max_position_embeddings). Long audio: use the ASR pipeline with chunk_length_s; long text to "
-                "speak: split it into sentences or lower max_new_frames."
+                f"The sequence is too long: it needs {num_tokens} positions (a static cache: all it holds) but the "
+                f"language model supports {limit} (max_position_embeddings). Long audio: use the ASR pipeline with "
+                "chunk_length_s; long text to speak: split it into sentences or lower max_new_frames; a static "
+                "cache: lower max_new_tokens."
             )
         return None if limit is None else limit - num_tokens
-
-
-def check_packed_rows(mel_targets: torch.Tensor | None) -> None:
-    """Packed rows (position_ids without attention_mask, `training.data.pack_batch`) carry the ASR text loss only."""
-    if mel_targets is not None:
-        raise ValueError("Packed rows (position_ids without attention_mask) support the ASR text loss only.")
 
 
 __all__ = [

@@ -44,10 +44,32 @@ def test_padding_side_none_means_the_default(processor):
     )
 
 
-def test_the_model_does_not_claim_fullgraph_compilation():
-    """`forward` checks the context length against the cache length as a Python number at every step, which a
-    fullgraph-compiled decode step cannot do; so the class must not declare that it compiles fullgraph."""
-    assert MelLLMForSpeechLM._can_compile_fullgraph is False
+def test_fullgraph_compiled_forward_gives_the_eager_tokens_with_a_static_cache(make_model, processor):
+    """The class claims `_can_compile_fullgraph` (transformers then compiles the decode step of static-cache
+    generation on GPUs), and users compile `forward` themselves as transformers' docs show: prefill and decode steps
+    must trace without a graph break and give the eager model's tokens."""
+    assert MelLLMForSpeechLM._can_compile_fullgraph is True
+    model = make_model("llama", "stack")
+    inputs = processor(audio=_clips(), sampling_rate=16_000, padding="longest", return_tensors="pt")
+    settings = {"max_new_tokens": 8, "min_new_tokens": 8, "do_sample": False}
+    eager = model.generate(**inputs, **settings)
+    assert torch.equal(model.generate(**inputs, cache_implementation="static", **settings), eager)
+    model.forward = torch.compile(model.forward, fullgraph=True, dynamic=False)
+    try:
+        compiled = model.generate(**inputs, cache_implementation="static", **settings)
+    finally:
+        torch._dynamo.reset()
+    assert torch.equal(compiled, eager)
+
+
+def test_a_static_cache_longer_than_the_context_is_refused(make_model, processor):
+    """With a static cache, the context check reads the cache's size (no host sync per step), so a cache that could
+    outgrow the backbone's positions is refused up front with the way out."""
+    model = make_model("llama", "stack")
+    limit = model.config.text_config.max_position_embeddings
+    inputs = processor(audio=_clips()[:1], sampling_rate=16_000, return_tensors="pt")
+    with pytest.raises(ValueError, match="static cache: lower max_new_tokens"):
+        model.generate(**inputs, cache_implementation="static", max_new_tokens=limit, do_sample=False)
 
 
 def test_asr_pipeline_ignores_tokenizer_only_arguments_with_a_warning(make_model, processor, tmp_path, caplog):
