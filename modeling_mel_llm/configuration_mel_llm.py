@@ -9,6 +9,7 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 
+FRAME_SECONDS = 0.01  # one log-mel frame (MelLLMFeatureExtractor's hop: 160 samples at 16 kHz)
 FRONTENDS = ("stack", "conv", "encoder")
 PROJECTOR_TYPES = ("linear", "mlp")
 # Fields of configs saved before the redesign (commit 49b21fd): training settings, and experiments that did not help

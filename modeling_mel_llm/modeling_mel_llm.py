@@ -30,6 +30,7 @@ from .generation_mel_llm import (
     sequence_extent,
 )
 from .label_position_loss import has_plain_lm_head, label_position_loss
+from .long_form_mel_llm import MelLLMLongFormMixin
 from .mel_head import (
     MelLLMMelHead,
     MelLossWeights,
@@ -111,7 +112,7 @@ class MelLLMPreTrainedModel(PreTrainedModel):
         return self.language_model.get_decoder()
 
 
-class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, GenerationMixin):
+class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, GenerationMixin):
     r"""
     Encoder-free speech LLM (Mel-LLM). Audio placeholders in `input_ids` (`config.audio_token_id`) are replaced, in
     order, by the projected log-mel patches; everything else is the backbone causal LM, so its generation, caching,
@@ -166,6 +167,8 @@ class MelLLMForSpeechLM(MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, Gene
         model.language_model = text_model
         generation_config = copy.deepcopy(text_model.generation_config)
         generation_config.max_new_tokens = generation_config.max_new_tokens or model.generation_config.max_new_tokens
+        generation_config.segment_separator_token_ids = processor.segment_separator_token_ids  # long-form joins
+        generation_config._from_model_config = False  # else loading drops the field above
         model.generation_config = generation_config
         new_modules = [m for m in (model.audio_frontend, model.multi_modal_projector, model.mel_head) if m is not None]
         for module in new_modules:

@@ -50,7 +50,9 @@ class MelLLMSpeechRecognitionPipeline(ChunkPipeline):
     Multi-channel audio is down-mixed. Long audio: `chunk_length_s` splits it into windows overlapping by
     `stride_length_s` on each side (default `chunk_length_s / 6`), transcribed independently (batched with
     `batch_size`) and merged on their overlapping words; memory stays that of one batch of chunks.
-    `return_timestamps=True` (or `"chunk"`) adds `chunks`: each window's own text and (start, end) in seconds.
+    Without `chunk_length_s`, audio longer than the model's window (30 s) is read window by window by `generate`
+    (Whisper's sequential long-form). `return_timestamps=True` (or `"chunk"`) adds `chunks`: each window's own text
+    and (start, end) in seconds.
 
     Example:
 
@@ -89,7 +91,7 @@ class MelLLMSpeechRecognitionPipeline(ChunkPipeline):
             preprocess_params["chunk_length_s"] = chunk_length_s
         if stride_length_s is not None:
             preprocess_params["stride_length_s"] = stride_length_s
-        forward_params = {"generate_kwargs": dict(generate_kwargs or {})}
+        forward_params = {"generate_kwargs": dict(generate_kwargs or {}), "return_timestamps": bool(return_timestamps)}
         if max_new_tokens is not None:
             forward_params["generate_kwargs"]["max_new_tokens"] = max_new_tokens
         return preprocess_params, forward_params, {"return_timestamps": bool(return_timestamps)}
@@ -119,34 +121,50 @@ class MelLLMSpeechRecognitionPipeline(ChunkPipeline):
             if is_last:
                 return
 
-    def _forward(self, model_inputs: dict, generate_kwargs: dict | None = None) -> dict:
+    def _forward(self, model_inputs: dict, generate_kwargs: dict | None = None, return_timestamps: bool = False):
         batched = isinstance(model_inputs["audio"], list)
         clips = model_inputs["audio"] if batched else [model_inputs["audio"]]
         inputs = self.processor(audio=clips, sampling_rate=self.sampling_rate, return_tensors="pt")
         inputs = inputs.to(self.model.device)
         inputs["input_features"] = inputs["input_features"].to(self.model.dtype)
+        separator = self.processor.segment_separator_token_ids  # audio over one window: long-form `generate`
+        settings = {"segment_separator_token_ids": separator, **(generate_kwargs or {})}
         with torch.inference_mode():
-            tokens = self.model.generate(**inputs, **(generate_kwargs or {}))
+            output = self.model.generate(**inputs, return_timestamps=return_timestamps, **settings)
+        tokens = output.sequences if return_timestamps else output
         new_tokens = tokens[:, inputs["input_ids"].shape[1] :]
         texts = [t.strip() for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
-        durations = [len(clip) / self.sampling_rate for clip in clips]
+        starts = model_inputs["start_s"] if batched else [model_inputs["start_s"]]
+        rows = output.segments if return_timestamps else [[] for _ in clips]
+        segments = [
+            self._timed_segments(row, start, len(clip) / self.sampling_rate)
+            for row, start, clip in zip(rows, starts, clips, strict=True)
+        ]
         return {
             "text": texts if batched else texts[0],
             "is_last": model_inputs["is_last"],
-            "start_s": model_inputs["start_s"],
-            "duration_s": durations if batched else durations[0],
+            "segments": segments if batched else segments[0],
         }
 
+    def _timed_segments(self, segments: list[dict], start_s: float, duration_s: float) -> list[dict]:
+        """`generate`'s windows of one clip as chunks: text and (start, end) in the input's seconds; the last one
+        ends where the clip ends (mel frames stop up to one window short of it)."""
+        chunks = []
+        for i, segment in enumerate(segments):
+            end = duration_s if i == len(segments) - 1 else segment["end"]
+            text = self.processor.tokenizer.decode(segment["tokens"], skip_special_tokens=True).strip()
+            chunks.append({"text": text, "timestamp": (start_s + segment["start"], start_s + end)})
+        return chunks
+
     def postprocess(self, model_outputs: list[dict], return_timestamps: bool = False) -> dict:
-        """Merge the chunk transcripts; with `return_timestamps`, also list each chunk's text and window (s)."""
+        """Merge the chunk transcripts; with `return_timestamps`, also list each window's text and (start, end) in
+        seconds: the pipeline's chunks, and within each the windows of long-form `generate`."""
         words: list[str] = []
         for output in model_outputs:
             words = merge_overlapping_words(words, output["text"].split())
         result = {"text": " ".join(words)}
         if return_timestamps:
-            result["chunks"] = [
-                {"text": o["text"], "timestamp": (o["start_s"], o["start_s"] + o["duration_s"])} for o in model_outputs
-            ]
+            result["chunks"] = [segment for output in model_outputs for segment in output["segments"]]
         return result
 
     def get_iterator(

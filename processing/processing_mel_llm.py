@@ -338,6 +338,11 @@ class MelLLMProcessor(ProcessorMixin):
             batch = {key: value.tolist() for key, value in batch.items()}
         return BatchFeature({**batch, **features}, tensor_type=return_tensors)
 
+    @property
+    def segment_separator_token_ids(self) -> list[int]:
+        """The tokens of one space: what long-form `generate` puts between the transcripts of its windows."""
+        return self.tokenizer.encode(" ", add_special_tokens=False)
+
     def batch_decode(self, sequences, **kwargs) -> list[str]:
         """
         Decode token rows. A row that still holds its prompt (what `model.generate` returns for a decoder-only model)

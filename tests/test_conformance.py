@@ -251,3 +251,45 @@ def test_per_modality_kwargs_reach_the_processor_and_conflicts_raise(processor):
     assert isinstance(as_numpy["input_ids"], np.ndarray)
     with pytest.raises(ValueError, match="truncation=True"):  # options it cannot honour raise wherever they come from
         processor(audio=clips, sampling_rate=16_000, text_kwargs={"truncation": True})
+
+
+def test_pipeline_runs_through_25_real_clips_of_mixed_rates_and_formats(
+    overfit_models, processor, fsdd_rows, tmp_path
+):
+    """25 FSDD recordings written as a user's folder might hold them (8 kHz int16 WAV, 16 kHz FLAC, 22.05 kHz
+    stereo WAV, 44.1 kHz float WAV), batched through the pipeline by path: every clip gets a transcript, the four
+    the model was trained on say their digit in every format, and batching changes nothing."""
+    import soundfile
+    import soxr
+
+    from tests.conftest import FSDD_DIR, load_fsdd_clip
+
+    model, _ = overfit_models("llama", "stack")
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    trained, digits = [], set()  # fsdd_batch's clips: the first test take of each of four digits
+    for row in fsdd_rows:
+        if row["speaker"] == "jackson" and row["fsdd_split"] == "test" and row["digit"] not in digits:
+            trained.append(row)
+            digits.add(row["digit"])
+    trained = trained[:4]
+    others = [r for r in fsdd_rows if r not in trained][:: max(1, len(fsdd_rows) // 9)][:9]
+    formats = [(8_000, "WAV", "PCM_16", 1), (16_000, "FLAC", "PCM_16", 1), (22_050, "WAV", "PCM_16", 2)]
+    formats.append((44_100, "WAV", "FLOAT", 1))
+    paths, expected = [], []
+    for i, row in enumerate(trained * 4 + others):
+        rate, kind, subtype, channels = formats[i % 4] if i < 16 else formats[i % len(formats)]
+        audio = soxr.resample(load_fsdd_clip(row, 8_000), 8_000, rate) if rate != 8_000 else None
+        if audio is None:
+            audio, _ = soundfile.read(FSDD_DIR / row["path"], dtype="float32")
+        audio = np.stack([audio, audio], axis=1) if channels == 2 else audio
+        path = tmp_path / f"clip{i:02d}.{kind.lower()}"
+        soundfile.write(path, audio, rate, format=kind, subtype=subtype)
+        paths.append(str(path))
+        expected.append(row["transcript"] if i < 16 else None)
+    assert len(paths) == 25
+    asr = pipeline("automatic-speech-recognition", model=str(tmp_path / "model"), trust_remote_code=True)
+    batched = asr(paths, batch_size=8, max_new_tokens=6)
+    assert [r["text"] for r in batched] == [r["text"] for r in asr(paths, max_new_tokens=6)]
+    assert all(isinstance(r["text"], str) for r in batched)
+    assert [r["text"] for r in batched[:16]] == expected[:16]

@@ -112,6 +112,8 @@ def build_tiny_model(
     model = MelLLMForSpeechLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.segment_separator_token_ids = processor.segment_separator_token_ids
+    model.generation_config._from_model_config = False  # else loading drops the field above
     return model
 
 
