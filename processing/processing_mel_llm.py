@@ -5,11 +5,22 @@ import itertools
 import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
+from transformers.audio_utils import AudioInput
+from transformers.processing_utils import Unpack
 
 from .espeak_mel_llm import phonemize_words
 from .feature_extraction_mel_llm import PROCESSOR_AUTO_MAP, MelLLMFeatureExtractor
 from .pipeline_mel_llm import MelLLMSpeechRecognitionPipeline  # noqa: F401  (saved with the processor for the Hub)
 from .pipeline_tts_mel_llm import MelLLMTextToSpeechPipeline  # noqa: F401  (saved with the processor for the Hub)
+from .processor_options_mel_llm import (
+    IGNORE_INDEX,
+    MelLLMProcessorKwargs,
+    call_options,
+    check_rectangular,
+    pad_rows,
+    padded_length,
+    truncate_rows,
+)
 from .text_normalization_mel_llm import normalize_tts_text
 
 
@@ -17,7 +28,6 @@ AUDIO_TOKEN = "<|audio|>"
 ASR_INSTRUCTION = "Transcribe the audio clip into text."  # Phi-4-MM's Open ASR prompt
 TTS_INSTRUCTION = "Read this text aloud:"  # our choice; the paper's TTS prompt is not known
 CHAT_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>")
-IGNORE_INDEX = -100
 
 
 def phi4mm_chat_template(audio_token: str = AUDIO_TOKEN) -> str:
@@ -67,6 +77,9 @@ class MelLLMProcessor(ProcessorMixin):
     ['attention_mask', 'input_features', 'input_features_mask', 'input_ids', 'labels']
     ```
     """
+
+    valid_processor_kwargs = MelLLMProcessorKwargs
+    text_kwargs = {"padding": True, "return_tensors": "pt"}  # padding_side "left" unless the caller says otherwise
 
     def __init__(
         self,
@@ -179,7 +192,8 @@ class MelLLMProcessor(ProcessorMixin):
 
     def _tts_prompt_ids(self, text: str, num_patches: int) -> list[int]:
         """Token ids of the TTS prompt for `text` plus `num_patches` placeholders."""
-        return self._encode(self.build_tts_prompt(" ".join(self.tts_units(text))) + self.audio_token * num_patches)
+        prompt = self.build_tts_prompt(" ".join(self.tts_units(text))) + self.audio_token * num_patches
+        return self._encode(prompt)["input_ids"]
 
     def _spell(self, text: str) -> list[int]:
         """Token ids of `text` to speak."""
@@ -188,7 +202,7 @@ class MelLLMProcessor(ProcessorMixin):
     def _interleaved_tts_ids(self, text: str, patches_per_word: list[int] | None) -> list[int]:
         """The TTS prompt without the text, then each word's tokens and its patches' placeholders (one each without
         audio: a slot for `generate_speech` to fill)."""
-        ids = self._encode(self.build_tts_prompt(""))
+        ids = self._encode(self.build_tts_prompt(""))["input_ids"]
         for index, word in enumerate(self.tts_units(text)):
             ids += self._spell(" " + word) + [self.audio_token_id] * (
                 patches_per_word[index] if patches_per_word else 1
@@ -277,7 +291,13 @@ class MelLLMProcessor(ProcessorMixin):
                 self._interleaved_tts_ids(item, self.patches_per_word(starts, count, item, i))
                 for i, (item, starts, count) in enumerate(zip(texts, word_starts, num_patches, strict=True))
             ]
-        batch = self._pad(prompt_ids, None, padding_side)
+        padding_side = padding_side or "left"  # None: the default, as in transformers' processors
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}.")
+        batch = pad_rows(
+            {"input_ids": prompt_ids}, {"input_ids": self._pad_id}, padding_side, max(map(len, prompt_ids))
+        )
+        batch = {key: torch.tensor(value) for key, value in batch.items()}
         if audio is not None:
             batch["labels"] = torch.full_like(batch["input_ids"], IGNORE_INDEX)
         return BatchFeature({**batch, **features}, tensor_type="pt")
@@ -285,12 +305,8 @@ class MelLLMProcessor(ProcessorMixin):
     def __call__(
         self,
         text: str | list[str] | None = None,
-        audio=None,
-        sampling_rate: int | None = None,
-        text_target: str | list[str] | None = None,
-        padding_side: str | None = "left",
-        return_tensors: str | None = "pt",
-        **kwargs,
+        audio: AudioInput | None = None,
+        **kwargs: Unpack[MelLLMProcessorKwargs],
     ) -> BatchFeature:
         """
         Build model inputs.
@@ -300,13 +316,14 @@ class MelLLMProcessor(ProcessorMixin):
                 gets the ASR prompt from `build_prompt()`. Clips given here, with no `audio`, are taken as `audio`
                 (how scripts call speech processors: `processor(clips, sampling_rate=16000, ...)`).
             audio (array or list of arrays, *optional*): mono clips, checked by the feature extractor.
-            sampling_rate (`int`, *optional*): rate of `audio` (must be 16000; the pipeline resamples).
-            text_target (`str` or `list[str]`, *optional*): transcripts to learn; appended after the prompt with the
-                EOS token, and returned as `labels` (prompt and padding are -100).
-            padding_side (`str`, defaults to `"left"`): left padding lets a batch be generated from directly.
-            return_tensors (`str`, defaults to `"pt"`).
-            **kwargs: `padding` (`True`/`"longest"`: what the processor always does), `return_attention_mask`
-                (always returned) and `truncation=False` are accepted; anything else raises.
+            **kwargs: transformers' processing options, flat or in `text_kwargs` / `audio_kwargs` / `common_kwargs`
+                (the same option twice raises): `sampling_rate` (must be 16000; the pipeline resamples),
+                `text_target` (transcripts to learn: appended after the prompt with the EOS token and returned as
+                `labels`, the prompt and padding -100), `padding` (`True`/`"longest"`, the default; `"max_length"`
+                with `max_length`; `False`), `pad_to_multiple_of`, `padding_side` (default `"left"`: a batch can be
+                generated from directly), `return_tensors` (default `"pt"`), `return_offsets_mapping`,
+                `return_mm_token_type_ids`, `return_text_replacement_offsets`, `truncation` (with `max_length`; a cut
+                through audio placeholders raises).
 
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask`, and with audio `input_features` (B, T, M) and
@@ -314,29 +331,45 @@ class MelLLMProcessor(ProcessorMixin):
         """
         if audio is None and _looks_like_audio(text):  # processor(clips, sampling_rate=...), as for Whisper
             text, audio = None, text
-        named = {"sampling_rate": sampling_rate, "text_target": text_target, "return_tensors": return_tensors}
-        named["padding_side"] = padding_side
-        named = _merge_modality_kwargs(kwargs, named, defaults={"padding_side": "left", "return_tensors": "pt"})
-        sampling_rate, text_target, return_tensors = (
-            named["sampling_rate"],
-            named["text_target"],
-            named["return_tensors"],
-        )
-        padding_side = named["padding_side"]
-        _check_call_options(kwargs)
-        clips = [] if audio is None else self.feature_extractor.validated_clips(audio, sampling_rate)
+        options = call_options(self, kwargs)
+        clips = [] if audio is None else self.feature_extractor.validated_clips(audio, options.sampling_rate)
         prompts = self._prompts(text, len(clips))
-        features = {}
+        features, replacements = {}, []
         if clips:
             features = dict(self.feature_extractor.batch_features(clips, return_tensors="pt"))
-            prompts = self._expand_audio_tokens(prompts, [len(clip) for clip in clips])
-        prompt_ids = [self._encode(prompt) for prompt in prompts]
-        self._check_placeholders(prompt_ids, prompts)
-        target_ids = self._targets(text_target, len(prompts))
-        batch = self._pad(prompt_ids, target_ids, padding_side)
-        if return_tensors is None:
-            batch = {key: value.tolist() for key, value in batch.items()}
-        return BatchFeature({**batch, **features}, tensor_type=return_tensors)
+            replacements = [self.replace_audio_token(features, i) for i in range(len(clips))]
+        expanded, replacement_offsets = self.get_text_with_replacements(list(prompts), audio_replacements=replacements)
+        encoded = [self._encode(prompt, options) for prompt in expanded]
+        prompt_ids = [row["input_ids"] for row in encoded]
+        self._check_placeholders(prompt_ids, expanded)
+        target_ids = self._targets(options.text_target, len(prompts))
+        if target_ids is not None and options.return_offsets_mapping:
+            raise ValueError("return_offsets_mapping describes prompts; it cannot be combined with text_target.")
+        rows = {"input_ids": [p + (target_ids[i] if target_ids else []) for i, p in enumerate(prompt_ids)]}
+        if target_ids is not None:
+            rows["labels"] = [[IGNORE_INDEX] * len(p) + target_ids[i] for i, p in enumerate(prompt_ids)]
+        if options.return_offsets_mapping:
+            rows["offset_mapping"] = [row["offset_mapping"] for row in encoded]
+        if options.return_mm_token_type_ids:
+            rows["mm_token_type_ids"] = self.create_mm_token_type_ids(rows["input_ids"])
+        pad_values = {"input_ids": self._pad_id, "labels": IGNORE_INDEX, "offset_mapping": (0, 0)}
+        rows = truncate_rows(rows, options, self.audio_token_id)
+        length = padded_length([len(row) for row in rows["input_ids"]], options)
+        batch = pad_rows(rows, pad_values, options.padding_side, length)
+        check_rectangular(batch, options.return_tensors)
+        if options.return_text_replacement_offsets:
+            batch["text_replacement_offsets"] = replacement_offsets
+        return BatchFeature({**batch, **features}, tensor_type=options.return_tensors)
+
+    def replace_audio_token(self, audio_inputs: dict, audio_idx: int, **kwargs) -> str:
+        """What clip `audio_idx`'s placeholder becomes: one audio token per patch of its real frames."""
+        frames = int(audio_inputs["input_features_mask"][audio_idx].sum())
+        return self.audio_token * -(-frames // self.feature_extractor.frames_per_patch)
+
+    @property
+    def _pad_id(self) -> int:
+        pad_id = self.tokenizer.pad_token_id
+        return pad_id if pad_id is not None else self.tokenizer.eos_token_id
 
     @property
     def segment_separator_token_ids(self) -> list[int]:
@@ -376,27 +409,20 @@ class MelLLMProcessor(ProcessorMixin):
         num_placeholders = sum(p.count(self.audio_token) for p in prompts)
         if num_placeholders != num_clips:
             raise ValueError(
-                f"The text holds {num_placeholders} {self.audio_token} placeholders but {num_clips} audio clips were "
-                "given; put one placeholder per clip."
+                f"The number of {self.audio_token} tokens in the prompts should be the same as the number of audio "
+                f"clips: the text holds {num_placeholders} {self.audio_token} placeholders but {num_clips} audio "
+                "clips were given; put one placeholder per clip."
             )
         return prompts
 
-    def _expand_audio_tokens(self, prompts: list[str], clip_lengths: list[int]) -> list[str]:
-        """Replace the i-th placeholder (over the whole batch) by num_audio_tokens(clip i) copies."""
-        counts = iter(self.feature_extractor.num_audio_tokens(n) for n in clip_lengths)
-        expanded = []
-        for prompt in prompts:
-            pieces = prompt.split(self.audio_token)
-            out = pieces[0]
-            for piece in pieces[1:]:
-                out += self.audio_token * next(counts) + piece
-            expanded.append(out)
-        return expanded
-
-    def _encode(self, prompt: str) -> list[int]:
-        bos = self.tokenizer.bos_token
-        add_special = not (bos is not None and prompt.startswith(bos))
-        return self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
+    def _encode(self, prompt: str, options=None) -> dict:
+        """The prompt's token ids (and character offsets when asked); no second BOS when the prompt has one."""
+        add_special = getattr(options, "add_special_tokens", None)
+        if add_special is None:
+            bos = self.tokenizer.bos_token
+            add_special = not (bos is not None and prompt.startswith(bos))
+        offsets = bool(getattr(options, "return_offsets_mapping", False))
+        return self.tokenizer(prompt, add_special_tokens=add_special, return_offsets_mapping=offsets)
 
     def _check_placeholders(self, prompt_ids: list[list[int]], prompts: list[str]) -> None:
         for i, (ids, prompt) in enumerate(zip(prompt_ids, prompts, strict=True)):
@@ -424,32 +450,6 @@ class MelLLMProcessor(ProcessorMixin):
             encoded.append(self.tokenizer(target, add_special_tokens=False)["input_ids"] + [eos])
         return encoded
 
-    def _pad(self, prompt_ids, target_ids, padding_side: str | None) -> dict[str, torch.Tensor]:
-        padding_side = padding_side or "left"  # None: the default, as in transformers' processors
-        if padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}.")
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            pad_id = self.tokenizer.eos_token_id
-        sequences, labels = [], []
-        for i, prompt in enumerate(prompt_ids):
-            target = target_ids[i] if target_ids is not None else []
-            sequences.append(prompt + target)
-            labels.append([IGNORE_INDEX] * len(prompt) + target)
-        length = max(len(s) for s in sequences)
-        input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
-        label_tensor = torch.full((len(sequences), length), IGNORE_INDEX, dtype=torch.long)
-        for i, (seq, lab) in enumerate(zip(sequences, labels, strict=True)):
-            span = slice(length - len(seq), length) if padding_side == "left" else slice(0, len(seq))
-            input_ids[i, span] = torch.tensor(seq)
-            attention_mask[i, span] = 1
-            label_tensor[i, span] = torch.tensor(lab)
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if target_ids is not None:
-            batch["labels"] = label_tensor
-        return batch
-
 
 def _looks_like_audio(value) -> bool:
     """A clip or a list of clips (arrays, tensors, or one list of numbers), not prompt text."""
@@ -458,43 +458,6 @@ def _looks_like_audio(value) -> bool:
     if isinstance(value, (list, tuple)) and value:
         return isinstance(value[0], (np.ndarray, torch.Tensor, int, float)) and not isinstance(value[0], bool)
     return False
-
-
-def _merge_modality_kwargs(kwargs: dict, named: dict, defaults: dict) -> dict:
-    """
-    Fold transformers' per-modality dicts (`text_kwargs`, `audio_kwargs`, `common_kwargs`) into the call: keys this
-    method names (`named`, whose untouched values equal `defaults`) are returned updated, the rest join `kwargs`. The
-    same option given twice with different values raises instead of one silently winning.
-    """
-    named = dict(named)
-    for group in ("text_kwargs", "audio_kwargs", "common_kwargs"):
-        for key, value in (kwargs.pop(group, None) or {}).items():
-            if key in named:
-                given = named[key]
-                if given is not None and given != defaults.get(key) and given != value:
-                    raise ValueError(f"{key} is given twice, as {given!r} and in {group} as {value!r}.")
-                named[key] = value
-            elif key in kwargs and kwargs[key] != value:
-                raise ValueError(f"{key} is given twice, as {kwargs[key]!r} and in {group} as {value!r}.")
-            else:
-                kwargs[key] = value
-    return named
-
-
-def _check_call_options(kwargs: dict) -> None:
-    """Options transformers' speech processors take: accepted where they describe what this processor does anyway,
-    refused (naming them) where they ask for something it does not do."""
-    kwargs.pop("return_attention_mask", None)  # the attention mask is always returned
-    for modality in ("images", "videos"):  # `apply_chat_template` passes them, empty, to every processor
-        if kwargs.pop(modality, None):
-            raise ValueError(f"MelLLMProcessor takes text and audio only; got {modality}.")
-    padding = kwargs.pop("padding", True)
-    if padding not in (True, "longest", None):
-        raise ValueError(f"padding={padding!r}: MelLLMProcessor pads every batch to its longest row ('longest').")
-    if kwargs.pop("truncation", None):
-        raise ValueError("truncation=True: MelLLMProcessor never cuts audio; split long audio (chunk_length_s).")
-    if kwargs:
-        raise TypeError(f"MelLLMProcessor got unexpected argument(s) {sorted(kwargs)}.")
 
 
 __all__ = ["TTS_INSTRUCTION", "MelLLMProcessor"]

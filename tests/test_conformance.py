@@ -112,14 +112,44 @@ def test_a_script_that_only_knows_speech_processors_gets_the_transcripts(overfit
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
-        ({"padding": "max_length"}, ValueError, "pads every batch to its longest row"),
-        ({"truncation": True}, ValueError, "never cuts audio"),
+        ({"padding": "max_length"}, ValueError, "needs max_length"),
+        ({"padding": "max_length", "max_length": 5}, ValueError, "more than max_length=5.*never truncates"),
+        ({"truncation": True, "max_length": 4}, ValueError, "would cut audio placeholders out of row 0"),
+        ({"stride": 4}, ValueError, r"does not support \['stride'\]"),
+        ({"padding": False}, ValueError, "Rows of different lengths"),
         ({"max_lenght": 10}, TypeError, r"unexpected argument\(s\) \['max_lenght'\]"),
+        ({"text_kwargs": {"max_lenght": 10}}, TypeError, r"unexpected argument\(s\).*max_lenght"),
     ],
 )
 def test_processor_options_it_cannot_honour_raise(processor, options, error, message):
     with pytest.raises(error, match=message):
         processor(_clips(), sampling_rate=16_000, **options)
+
+
+def test_tokenizer_padding_options_reach_the_rows(processor):
+    """padding / max_length / pad_to_multiple_of / padding_side / truncation act as the tokenizer's do, labels
+    padded and cut alike."""
+    clips, targets = _clips(), ["one", "two three"]
+    longest = processor(clips, sampling_rate=16_000, text_target=targets)
+    width = longest["input_ids"].shape[1]
+    fixed = processor(clips, sampling_rate=16_000, text_target=targets, padding="max_length", max_length=width + 7)
+    assert fixed["input_ids"].shape == (2, width + 7)
+    assert torch.equal(fixed["input_ids"][:, 7:], longest["input_ids"])  # left padding: the rows end alike
+    assert torch.equal(fixed["labels"][:, 7:], longest["labels"])
+    assert (fixed["labels"][:, :7] == -100).all()
+    assert (fixed["attention_mask"][:, :7] == 0).all()
+    multiple = processor(clips, sampling_rate=16_000, pad_to_multiple_of=16, padding_side="right")
+    assert multiple["input_ids"].shape[1] % 16 == 0
+    assert (multiple["attention_mask"][:, 0] == 1).all()  # right padding: every row starts at position 0
+    one = processor(clips[:1], sampling_rate=16_000, padding=False)
+    assert one["attention_mask"].all()
+    cut = processor(clips, sampling_rate=16_000, text_target=targets, truncation=True, max_length=width - 1)
+    assert cut["input_ids"].shape == (
+        2,
+        width - 1,
+    )  # the longer row loses its last (target) token, as a tokenizer cuts
+    full = longest["input_ids"][longest["attention_mask"].sum(-1).argmax()]
+    assert torch.equal(cut["input_ids"][longest["attention_mask"].sum(-1).argmax()], full[: width - 1])
 
 
 @pytest.mark.parametrize("frontend", ["stack", "conv"])
@@ -241,7 +271,7 @@ def test_per_modality_kwargs_reach_the_processor_and_conflicts_raise(processor):
     clips = _clips()
     with pytest.raises(ValueError, match="8000 Hz"):  # the rate inside audio_kwargs is checked, not ignored
         processor(audio=clips, audio_kwargs={"sampling_rate": 8_000})
-    with pytest.raises(ValueError, match="sampling_rate is given twice"):
+    with pytest.raises(ValueError, match="sampling_rate was passed two times"):
         processor(audio=clips, sampling_rate=16_000, audio_kwargs={"sampling_rate": 8_000})
     right = processor(audio=clips, sampling_rate=16_000, text_kwargs={"padding_side": "right"})
     assert torch.equal(
@@ -249,8 +279,10 @@ def test_per_modality_kwargs_reach_the_processor_and_conflicts_raise(processor):
     )
     as_numpy = processor(audio=clips, sampling_rate=16_000, common_kwargs={"return_tensors": "np"})
     assert isinstance(as_numpy["input_ids"], np.ndarray)
-    with pytest.raises(ValueError, match="truncation=True"):  # options it cannot honour raise wherever they come from
-        processor(audio=clips, sampling_rate=16_000, text_kwargs={"truncation": True})
+    with pytest.raises(ValueError, match="would cut audio placeholders"):  # raised wherever the option comes from
+        processor(audio=clips, sampling_rate=16_000, text_kwargs={"truncation": True, "max_length": 4})
+    with pytest.raises(ValueError, match="never cuts audio"):
+        processor(audio=clips, sampling_rate=16_000, audio_kwargs={"truncation": True})
 
 
 def test_pipeline_runs_through_25_real_clips_of_mixed_rates_and_formats(
