@@ -163,6 +163,14 @@ class MelLLMConfig(PreTrainedConfig):
         }
         self._validate()
 
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """A causal LM's own config (another `model_type`: a Llama or Qwen2 checkpoint's) becomes the backbone of a
+        new Mel-LLM, so `MelLLMForSpeechLM.from_pretrained(causal_lm_dir)` loads that LM under `language_model`."""
+        if config_dict.get("model_type") not in (None, cls.model_type):
+            config_dict = {"text_config": config_dict}
+        return super().from_dict(config_dict, **kwargs)
+
     def _validate(self) -> None:
         """Fail early with the field name and the fix, not deep inside the model."""
         if self.frontend not in FRONTENDS:

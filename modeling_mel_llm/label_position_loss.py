@@ -19,10 +19,14 @@ def label_position_loss(language_model, inputs_embeds: torch.Tensor, labels: tor
     The backbone's causal-LM loss with its LM head applied only at the positions whose next token is a target: the
     same loss and gradients as the full forward for a fraction of the head's work (in ASR training about three
     quarters of the positions are audio or prompt). Like Liger's fused loss in transformers' Trainer, it returns no
-    logits. `kwargs` go to the decoder and the loss, as the backbone's own forward passes them.
+    logits. `kwargs` go to the decoder and the loss, as the backbone's own forward passes them; `shift_labels`
+    (targets already aligned, as sequence-parallel training hands them over) replace the shifted `labels`.
     """
+    shift_labels = kwargs.pop("shift_labels", None)
     hidden = language_model.get_decoder()(inputs_embeds=inputs_embeds, **kwargs).last_hidden_state
-    targets = nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]  # (B, L): the token each position predicts
+    targets = shift_labels  # (B, L): the token each position predicts
+    if targets is None:
+        targets = nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
     kept = targets != -100
     logits = language_model.get_output_embeddings()(hidden[kept])  # (N, V)
     vocab_size = logits.shape[-1]

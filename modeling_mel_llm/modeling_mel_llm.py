@@ -9,7 +9,6 @@ L token sequence. The feature extractor (processing/feature_extraction_mel_llm.p
 checks that the prompt carries exactly one placeholder per patch.
 """
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +38,7 @@ from .mel_head import (
     tts_loss,
     tts_target_mask,
 )
+from .text_model_mel_llm import mel_llm_around
 
 
 DEFAULT_MAX_NEW_TOKENS = 512  # the Open ASR leaderboard's Phi-4-MM setting
@@ -154,27 +154,7 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
         `frames_per_patch` go into the config, and the embeddings grow to cover the tokens it added. The audio front end
         and projector start from random weights.
         """
-        if not isinstance(text_model, PreTrainedModel):
-            text_model = AutoModelForCausalLM.from_pretrained(text_model, dtype=dtype)
-        vocab_size = max(len(processor.tokenizer), processor.audio_token_id + 1)
-        if vocab_size > text_model.get_input_embeddings().num_embeddings:
-            text_model.resize_token_embeddings(vocab_size, mean_resizing=False)
-        config_kwargs.setdefault("frames_per_patch", processor.feature_extractor.frames_per_patch)
-        config_kwargs.setdefault("num_mel_bins", processor.feature_extractor.feature_size)
-        config = MelLLMConfig(text_config=text_model.config, audio_token_id=processor.audio_token_id, **config_kwargs)
-        with torch.device("meta"):
-            model = cls(config)
-        model.language_model = text_model
-        generation_config = copy.deepcopy(text_model.generation_config)
-        generation_config.max_new_tokens = generation_config.max_new_tokens or model.generation_config.max_new_tokens
-        generation_config.segment_separator_token_ids = processor.segment_separator_token_ids  # long-form joins
-        generation_config._from_model_config = False  # else loading drops the field above
-        model.generation_config = generation_config
-        new_modules = [m for m in (model.audio_frontend, model.multi_modal_projector, model.mel_head) if m is not None]
-        for module in new_modules:
-            module.to_empty(device=text_model.device)
-            module.apply(model._init_weights)
-        return model.to(text_model.dtype)
+        return mel_llm_around(cls, text_model, processor, dtype, **config_kwargs)
 
     # ------------------------------------------------------------------ audio
     def fit_feature_normalization(self, input_features: torch.Tensor, input_features_mask: torch.Tensor) -> None:
@@ -197,22 +177,28 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
             input_features (`torch.Tensor` of shape `(B, T, M)`): log-mel frames from `MelLLMFeatureExtractor`.
             input_features_mask (`torch.Tensor` of shape `(B, T)`, *optional*): True on real frames.
             output_hidden_states: also return the front end's output (the patches before the projection).
-            return_dict: `False` gives the output as a tuple. Other transformers kwargs (`output_attentions`) are
-                accepted: the `stack` and `conv` front ends have no attention, so `attentions` stays None.
+            return_dict: `False` gives the output as a tuple. Both default to the config's, as in transformers.
+            **kwargs: `output_attentions` gives `attentions=()` for the `stack` and `conv` front ends, which have
+                no attention layers (the conformer's are not returned: None).
 
         Returns:
             `MelLLMAudioOutput`: `last_hidden_state` `(B, P, D)` embeddings, `pooler_output` `(ΣP, D)` the real
             patches in order (what replaces the placeholders, as in Voxtral), `patch_mask` `(B, P)`, and with
             `output_hidden_states` the one state an encoder-free front end has: the `(B, P, F)` patches.
         """
+        config = self.config
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions = kwargs.get("output_attentions")
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
         embeds, patch_mask, patches = self._project_audio(input_features, input_features_mask)
         output = MelLLMAudioOutput(
             last_hidden_state=embeds,
             pooler_output=embeds[patch_mask],
             hidden_states=(patches,) if output_hidden_states else None,
+            attentions=() if output_attentions and self.audio_frontend.encoder is None else None,
             patch_mask=patch_mask,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if (config.return_dict if return_dict is None else return_dict) else output.to_tuple()
 
     def _project_audio(self, input_features, input_features_mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, P, D) embeddings, (B, P) patch mask and (B, P, F) patches, all of static shape (what compiles)."""

@@ -325,3 +325,45 @@ def test_pipeline_runs_through_25_real_clips_of_mixed_rates_and_formats(
     assert [r["text"] for r in batched] == [r["text"] for r in asr(paths, max_new_tokens=6)]
     assert all(isinstance(r["text"], str) for r in batched)
     assert [r["text"] for r in batched[:16]] == expected[:16]
+
+
+@pytest.mark.parametrize("label_logits_only", [False, True])
+def test_the_loss_trains_on_shift_labels_when_given(make_model, processor, label_logits_only):
+    """Sequence-parallel training (accelerate CP, DeepSpeed ALST) hands the model targets already shifted, as
+    `shift_labels`, and the loss must follow them (transformers' test_causal_lm_loss_honors_shift_labels oracle: it
+    moves when shift_labels change, not when only labels change), on both loss paths."""
+    model = make_model()
+    model.train()
+    model.label_logits_only = label_logits_only
+    batch = processor(_clips(), sampling_rate=16_000, text_target=["one", "two three"])
+    shift_labels = torch.nn.functional.pad(batch["labels"], (0, 1), value=-100)[:, 1:].contiguous()
+    other_targets = shift_labels.clone()
+    other_targets[other_targets != -100] = 5
+    other_labels = batch["labels"].clone()
+    other_labels[other_labels != -100] = 7
+    with torch.no_grad():
+        reference = model(**batch, shift_labels=shift_labels).loss
+        only_labels_changed = model(**{**batch, "labels": other_labels}, shift_labels=shift_labels).loss
+        targets_changed = model(**batch, shift_labels=other_targets).loss
+        plain = model(**batch).loss
+    torch.testing.assert_close(only_labels_changed, reference)
+    torch.testing.assert_close(plain, reference)  # the same targets, shifted by the model itself
+    assert not torch.isclose(targets_changed, reference)
+
+
+def test_a_causal_lm_checkpoint_loads_as_the_backbone(tmp_path):
+    """`MelLLMForSpeechLM.from_pretrained` on a plain causal LM's folder (transformers' base-model loading, as its
+    test_correct_missing_keys does) builds a Mel-LLM around that LM with its weights, the audio path new."""
+    from transformers import LlamaForCausalLM
+
+    from training.tiny import tiny_text_config
+
+    torch.manual_seed(0)
+    text_model = LlamaForCausalLM(tiny_text_config("llama"))
+    text_model.save_pretrained(tmp_path)
+    model, info = MelLLMForSpeechLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert model.config.text_config.model_type == "llama"
+    assert all(key.startswith(("audio_frontend.", "multi_modal_projector.")) for key in info["missing_keys"])
+    loaded = model.language_model.state_dict()
+    for name, weight in text_model.state_dict().items():
+        assert torch.equal(loaded[name], weight), name
