@@ -180,3 +180,35 @@ def test_cli_on_a_saved_model_folder(overfit_models, processor, manifest, tmp_pa
     assert report["model"] == str(tmp_path / "model")
     assert "training.evaluation.eval_asr" in report["command"]
     assert (out / "report.md").is_file()
+
+
+def test_evaluate_asr_evaluator_runs_on_the_pipeline(make_model, processor, fsdd_batch, tmp_path):
+    """`evaluate`'s ASR evaluator, called as its docs show with a pipeline object, runs to the end once
+    `allow_evaluate_evaluators()` has given transformers 5 the name it looks up; its WER is the package's own."""
+    import numpy as np
+    from datasets import Dataset
+    from evaluate import evaluator
+    from transformers import pipeline
+
+    from training.evaluation.evaluate_compat import allow_evaluate_evaluators
+    from training.evaluation.wer_metric import load_wer
+
+    make_model().save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    clips, texts = fsdd_batch
+    data = Dataset.from_dict(
+        {"audio": [{"array": np.asarray(c), "sampling_rate": 16_000} for c in clips], "text": texts}
+    )
+    asr = pipeline("automatic-speech-recognition", model=str(tmp_path), trust_remote_code=True)
+    allow_evaluate_evaluators()
+    allow_evaluate_evaluators()  # idempotent
+    result = evaluator("automatic-speech-recognition").compute(
+        model_or_pipeline=asr,
+        data=data,
+        input_column="audio",
+        label_column="text",
+        metric=load_wer(),
+        generation_kwargs={"max_new_tokens": 3},
+    )
+    hypotheses = [asr(dict(raw=np.asarray(c), sampling_rate=16_000), max_new_tokens=3)["text"] for c in clips]
+    assert result["wer"] == pytest.approx(load_wer().compute(predictions=hypotheses, references=texts))
