@@ -210,5 +210,5 @@ def test_evaluate_asr_evaluator_runs_on_the_pipeline(make_model, processor, fsdd
         metric=load_wer(),
         generation_kwargs={"max_new_tokens": 3},
     )
-    hypotheses = [asr(dict(raw=np.asarray(c), sampling_rate=16_000), max_new_tokens=3)["text"] for c in clips]
+    hypotheses = [asr({"raw": np.asarray(c), "sampling_rate": 16_000}, max_new_tokens=3)["text"] for c in clips]
     assert result["wer"] == pytest.approx(load_wer().compute(predictions=hypotheses, references=texts))
