@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import environment, write_results
+from training.progress import announce
 from training.train import main as train
 
 
@@ -26,7 +27,9 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     env = environment("benchmarks.fsdd_loso", args)
     results = []
-    for speaker in SPEAKERS:
+    announce(f"Leave-one-speaker-out on FSDD: {len(SPEAKERS)} folds, each one training.train run (minutes each)")
+    for fold, speaker in enumerate(SPEAKERS, start=1):
+        announce(f"fold {fold}/{len(SPEAKERS)}: {speaker} held out")
         with tempfile.TemporaryDirectory() as output_dir:
             started = time.perf_counter()
             report = train([args.config, f"--fsdd_test_speaker={speaker}", f"--output_dir={output_dir}", *overrides])

@@ -36,6 +36,7 @@ from benchmarks.common import environment as common_environment
 from benchmarks.common import write_results
 from processing import load_audio
 from training.corpus.fsdd import fsdd_utterances
+from training.progress import announce, progress
 from training.tiny import FAMILIES, build_tiny_model, build_tiny_processor
 
 
@@ -246,7 +247,11 @@ def main() -> None:
         sys.exit("--device cuda requested but CUDA is not available")
     env = environment(args)
     results = []
-    for config in configurations(args.batch_sizes):
+    configs = configurations(args.batch_sizes)
+    announce(
+        f"Timing {len(configs)} (model, batch size) configurations, each in its own process (about a minute on CPU)"
+    )
+    for config in progress(configs, len(configs), "inference configurations"):
         results.append(run_in_subprocess(config))
         print(f"done {config}: RTFx {results[-1]['rtfx']:.1f}", file=sys.stderr, flush=True)
     whisper = next(r for r in results if r["model"] == "whisper")

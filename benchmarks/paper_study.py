@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import REPO_ROOT, environment, write_results
+from training.progress import announce
 from training.smollm2 import INSTALL_HINT as SMOLLM2_INSTALL_HINT
 from training.smollm2 import smollm2_available
 from training.train import main as train
@@ -54,6 +55,7 @@ class StudyRunner:
         output_dir = self.folder(study, spec.name)
         report_path = output_dir / "report.json"
         if not report_path.is_file():
+            announce(f"{study} study: training run {spec.name!r} ({spec.label}), one training.train run")
             train([*spec.argv, f"--output_dir={output_dir}", "--save_strategy=no"])
             if not (self.keep_models or keep):
                 for weights in output_dir.rglob("*.safetensors"):

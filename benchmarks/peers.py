@@ -48,6 +48,7 @@ from training.corpus.corpora import fsdd_splits
 from training.data import Utterance, read_manifest
 from training.evaluation.eval_asr import load_clip, score, summarize_set, transcribe_batch
 from training.evaluation.text_normalizer import normalize_english
+from training.progress import progress
 
 
 RATE = 16_000
@@ -247,7 +248,8 @@ def run_system(
     scored = {}
     for name, utterances in sets.items():
         hypotheses, seconds = [], 0.0
-        for start in range(0, len(utterances), batch_size):
+        starts = range(0, len(utterances), batch_size)
+        for start in progress(starts, len(starts), f"transcribing {name}"):
             batch = clips[name][start : start + batch_size]
             began = time.perf_counter()
             hypotheses += transcribe(batch)

@@ -17,6 +17,7 @@ import soxr
 from training.corpus.synthetic_corpus import HELD_OUT_ACCENTS, HELD_OUT_VARIANTS, TRAIN_ACCENTS, TRAIN_VARIANTS
 from training.corpus.synthetic_speech import EspeakSynthesizer, to_training_clip, write_wav
 from training.corpus.template_text import ONES
+from training.progress import announce, progress
 
 
 FSDD_RATE = 8_000
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> Path:
     synthesizer.seed(args.seed)
     (args.out / "clips").mkdir(parents=True, exist_ok=True)
     rows = []
-    for index in range(args.num_clips):
+    announce(f"Synthesising {args.num_clips} spoken digits with espeak-ng into {args.out} (about 1 s per 50 clips)")
+    for index in progress(range(args.num_clips), args.num_clips, "espeak-ng digits"):
         word, voice = ONES[index % 10], rng.choice(voices)
         audio = synthesizer.synthesize(word, voice, rng.randint(110, 220), rng.randint(20, 80), rng.randint(10, 90))
         clip = to_training_clip(soxr.resample(audio, synthesizer.sampling_rate, FSDD_RATE), FSDD_RATE, 16_000)

@@ -35,6 +35,7 @@ from training.corpus.synthetic_corpus import (
 )
 from training.data import read_manifest
 from training.evaluation.eval_asr import evaluate_sets
+from training.progress import announce
 
 
 POOLS = {  # name: (accents held out?, modifiers held out?, voices)
@@ -54,7 +55,9 @@ def build_pool_manifests(source: list[dict], folder: Path, seed: int = 0, voices
     if all(path.is_file() for path in manifests.values()):
         return manifests
     source = source * voices_per_text
+    announce(f"Synthesising {len(source)} held-out utterances for each of {len(POOLS)} voice pools (a minute or two)")
     for index, (name, (_, _, voices)) in enumerate(POOLS.items()):
+        announce(f"voice pool {index + 1}/{len(POOLS)}: {name}")
         balanced = balanced_voices(voices, len(source), random.Random(f"voice-generalization-{seed}-{name}"))
         rows = [
             {**row, "path": f"eval/{i:06d}.wav", "voice": voice, "speaker": voice, "split": name}

@@ -8,8 +8,11 @@ from training.corpus.template_text import ONES
 from training.data import read_manifest
 
 
-def test_digits_are_band_limited_like_fsdd_and_readable_as_a_manifest(tmp_path):
+def test_digits_are_band_limited_like_fsdd_and_readable_as_a_manifest(tmp_path, capsys):
     manifest = synthetic_digits.main(["--out", str(tmp_path), "--num-clips", "12"])
+    log = capsys.readouterr().err  # what it builds, then its progress (a line at the end in a non-terminal log)
+    assert "Synthesising 12 spoken digits" in log
+    assert "espeak-ng digits: 12/12" in log
     utterances = read_manifest(manifest)
     assert [u.text for u in utterances] == [ONES[i % 10] for i in range(12)]
     assert len({u.metadata["voice"] for u in utterances}) > 6
