@@ -209,7 +209,10 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
             )
         if input_features_mask is None:
             input_features_mask = torch.ones(input_features.shape[:2], dtype=torch.bool, device=input_features.device)
-        features = input_features.to(next(self.multi_modal_projector.parameters()).dtype)
+        weight = next(self.multi_modal_projector.parameters(), None)  # none once quantized: read the norm's dtype
+        features = input_features.to(
+            weight.dtype if weight is not None else self.audio_frontend.norm.global_mean.dtype
+        )
         patches, patch_mask = self.audio_frontend(features, input_features_mask.bool())
         return self.multi_modal_projector(patches), patch_mask, patches
 

@@ -66,3 +66,17 @@ def test_default_generation_config_stops_at_eos(overfit_models, processor, fsdd_
     new_tokens = tokens[0, inputs["input_ids"].shape[1] :].tolist()
     assert new_tokens[-1] == processor.tokenizer.eos_token_id
     assert len(new_tokens) < 10
+
+
+def test_an_int8_quantized_model_still_transcribes(make_model, processor):
+    """`torch.ao.quantization.quantize_dynamic` turns every linear (the projector too) into an int8 module without
+    parameters; the audio path then takes its input dtype from the feature norm and generation runs."""
+    import numpy as np
+
+    model = make_model()
+    quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    assert next(quantized.multi_modal_projector.parameters(), None) is None
+    clips = [(0.1 * np.random.default_rng(0).standard_normal(8000)).astype(np.float32)]
+    inputs = processor(clips, sampling_rate=16_000, return_tensors="pt")
+    tokens = quantized.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    assert tokens.shape[1] == inputs["input_ids"].shape[1] + 3

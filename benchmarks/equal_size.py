@@ -1,0 +1,190 @@
+"""Speed at Whisper tiny.en's size (issue 19): an equal-size Mel-LLM beside transformers' and faster-whisper's Whisper.
+
+Launch from the repository root (needs the peers extra, `pip install -e ".[peers]"`; about 10 minutes on 2 cores):
+
+    .venv/bin/python -m benchmarks.equal_size [--audio DIR] [--num-clips 25] [--batch-sizes 1 8] [--threads 2]
+
+Systems, all on the same clips, interleaved batch by batch in one process, greedy:
+- `whisper-hf`: transformers' Whisper tiny.en (37.8 M), rebuilt from the bundled CTranslate2 weights
+  (`benchmarks.whisper_ct2`), default `generate`; its token count per batch is what every Mel-LLM must emit;
+- `mel-llm`: a Llama backbone of Whisper tiny.en's size (384 wide, 8 layers, tied embeddings, Whisper's own
+  tokenizer plus the audio and chat tokens), `stack` front end, random weights, default `generate`, forced to the
+  batch's Whisper token count; `mel-llm-int8`: the same with `torch.ao.quantization.quantize_dynamic` int8 linears;
+  `mel-llm-compiled`: the same with `model.forward = torch.compile(...)` and a static cache;
+- `faster-whisper-int8`: Whisper tiny.en on CTranslate2 int8 (batch 1 only: its transcribe takes one clip).
+Clips: `--audio DIR` (every audio file in it), else espeak-ng sentences of the open text joined into 5–20 s clips.
+RTFx = audio seconds / seconds in the system's call (features, generate, decode), after one untimed warm-up batch.
+"""
+
+import argparse
+import copy
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import LlamaConfig, WhisperFeatureExtractor
+
+from benchmarks.common import REPO_ROOT, environment, write_results
+from benchmarks.whisper_ct2 import END_OF_TEXT, bundled_model_dir, load_whisper_from_ct2
+from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
+from processing import MelLLMProcessor, load_audio
+from training.corpus.open_text import load_open_sentences
+from training.corpus.synthetic_speech import EspeakSynthesizer
+from training.progress import announce, progress
+
+
+RATE = 16_000
+SYSTEMS = ("whisper-hf", "mel-llm", "mel-llm-int8", "mel-llm-compiled", "faster-whisper-int8")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--audio", type=Path, help="a folder of real clips (any rate and format soundfile reads)")
+    parser.add_argument("--num-clips", type=int, default=25)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "equal_size.json")
+    return parser.parse_args(argv)
+
+
+def speech_clips(args: argparse.Namespace) -> list[np.ndarray]:
+    """The user's clips, or espeak-ng sentences joined (0.3 s apart) until each clip lasts 5–20 s."""
+    if args.audio:
+        paths = sorted(p for p in args.audio.iterdir() if p.is_file())[: args.num_clips]
+        return [load_audio(str(p), RATE) for p in paths]
+    rng, synthesizer = random.Random(args.seed), EspeakSynthesizer()
+    sentences = load_open_sentences()
+    clips = []
+    for _ in range(args.num_clips):
+        target, parts, seconds = rng.uniform(5.0, 20.0), [], 0.0
+        while seconds < target:
+            speech = synthesizer.synthesize(rng.choice(sentences), "en-us", 175, 50, 50)
+            speech = load_audio({"raw": speech, "sampling_rate": synthesizer.sampling_rate}, RATE)
+            if seconds + len(speech) / RATE > 20.0 and parts:
+                break
+            parts += [speech, np.zeros(int(0.3 * RATE), dtype=np.float32)]
+            seconds += len(speech) / RATE + 0.3
+        clips.append(np.concatenate(parts))
+    return clips
+
+
+def whisper_sized_mel_llm(tokenizer) -> tuple[MelLLMForSpeechLM, MelLLMProcessor]:
+    """A random-weight Mel-LLM with Whisper tiny.en's parameter count and tokenizer."""
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.eos_token = tokenizer.pad_token = tokenizer.convert_ids_to_tokens(END_OF_TEXT)
+    processor = MelLLMProcessor.from_text_tokenizer(tokenizer)
+    text_config = LlamaConfig(
+        vocab_size=len(processor.tokenizer),
+        hidden_size=384,
+        intermediate_size=1536,
+        num_hidden_layers=8,
+        num_attention_heads=6,
+        num_key_value_heads=6,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        eos_token_id=END_OF_TEXT,
+        pad_token_id=END_OF_TEXT,
+        bos_token_id=END_OF_TEXT,
+    )
+    torch.manual_seed(0)
+    model = MelLLMForSpeechLM(MelLLMConfig(text_config=text_config, audio_token_id=processor.audio_token_id)).eval()
+    model.generation_config.eos_token_id = model.generation_config.pad_token_id = END_OF_TEXT
+    return model, processor
+
+
+def runners(args: argparse.Namespace) -> tuple[dict, dict]:
+    """Per system: batch of clips (+ the batch's Whisper token count) → token rows; and each system's size."""
+    whisper, tokenizer = load_whisper_from_ct2()
+    features = WhisperFeatureExtractor()
+    mel_llm, processor = whisper_sized_mel_llm(tokenizer)
+    quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(mel_llm), {torch.nn.Linear}, dtype=torch.qint8)
+    compiled = copy.deepcopy(mel_llm)
+    compiled.forward = torch.compile(compiled.forward, dynamic=True)
+
+    def run_whisper(batch, _count):
+        inputs = features(batch, sampling_rate=RATE, return_tensors="pt", return_attention_mask=True)
+        rows = whisper.generate(inputs.input_features, attention_mask=inputs.attention_mask)
+        return [[t for t in row.tolist() if t < END_OF_TEXT] for row in rows]
+
+    def mel_llm_runner(model, **options):
+        def run(batch, count):
+            inputs = processor(batch, sampling_rate=RATE, padding="longest", return_tensors="pt")
+            out = model.generate(**inputs, min_new_tokens=count, max_new_tokens=count, **options)
+            return out[:, inputs["input_ids"].shape[1] :].tolist()
+
+        return run
+
+    systems = {
+        "whisper-hf": run_whisper,
+        "mel-llm": mel_llm_runner(mel_llm),
+        "mel-llm-int8": mel_llm_runner(quantized),
+        "mel-llm-compiled": mel_llm_runner(compiled, cache_implementation="static"),
+    }
+    if "faster-whisper-int8" in args.systems:
+        from faster_whisper import WhisperModel
+
+        fast = WhisperModel(str(bundled_model_dir()), device="cpu", compute_type="int8", cpu_threads=args.threads)
+        options = {"language": "en", "beam_size": 1, "temperature": 0.0, "condition_on_previous_text": False}
+        options |= {"without_timestamps": True, "vad_filter": False}
+
+        def run_fast(batch, _count):
+            return [[t for s in fast.transcribe(clip, **options)[0] for t in s.tokens] for clip in batch]
+
+        systems["faster-whisper-int8"] = run_fast
+    sizes = {"whisper-hf": whisper.num_parameters(), "mel-llm": mel_llm.num_parameters()}
+    return {name: run for name, run in systems.items() if name in args.systems}, sizes
+
+
+def measure(systems: dict, clips: list[np.ndarray], batch_size: int) -> dict[str, dict]:
+    """Each system on every batch in turn (one untimed warm-up batch each); RTFx and the tokens per system."""
+    batches = [clips[i : i + batch_size] for i in range(0, len(clips), batch_size)]
+    counts = [max(1, max(len(row) for row in systems["whisper-hf"](batch, 0))) for batch in batches]
+    active = {n: run for n, run in systems.items() if not (n == "faster-whisper-int8" and batch_size > 1)}
+    for run in active.values():
+        run(batches[0], counts[0])
+    seconds, tokens = dict.fromkeys(active, 0.0), {name: [] for name in active}
+    for batch, count in progress(list(zip(batches, counts, strict=True)), len(batches), f"batch size {batch_size}"):
+        for name, run in active.items():
+            began = time.perf_counter()
+            tokens[name] += run(batch, count)
+            seconds[name] += time.perf_counter() - began
+    audio_s = sum(len(c) for c in clips) / RATE
+    return {
+        name: {"rtfx": audio_s / seconds[name], "seconds": seconds[name], "tokens": tokens[name]} for name in active
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    env = environment("benchmarks.equal_size", args)
+    announce(f"Equal-size speed: building {args.num_clips} clips, then {len(args.systems)} systems (minutes)")
+    clips = speech_clips(args)
+    systems, sizes = runners(args)
+    results = []
+    for batch_size in args.batch_sizes:
+        measured = measure(systems, clips, batch_size)
+        eager = measured.get("mel-llm", {}).get("tokens")
+        for name, m in measured.items():
+            row = {"system": name, "batch": batch_size, "rtfx": round(m["rtfx"], 2), "seconds": round(m["seconds"], 2)}
+            row["vs_whisper_hf"] = round(m["rtfx"] / measured["whisper-hf"]["rtfx"], 2)
+            if name == "mel-llm-compiled" and eager is not None:
+                row["same_tokens_as_eager"] = m["tokens"] == eager
+            results.append(row)
+    durations = [len(c) / RATE for c in clips]
+    env |= {"clips_s": [round(min(durations), 1), round(max(durations), 1), round(sum(durations), 1)], **sizes}
+    lines = ["| system | batch | RTFx | × HF Whisper | note |", "|---|---:|---:|---:|---|"]
+    for r in results:
+        note = {True: "same tokens as eager", False: "tokens differ from eager"}.get(r.get("same_tokens_as_eager"), "")
+        lines.append(f"| {r['system']} | {r['batch']} | {r['rtfx']:.1f} | {r['vs_whisper_hf']:.2f} | {note} |")
+    lines.append(f"\n{len(clips)} clips, {sum(durations):.0f} s; parameters: {sizes}")
+    write_results(args.out, env, results, "\n".join(lines))
+    return results
+
+
+if __name__ == "__main__":
+    main()
