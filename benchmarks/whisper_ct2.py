@@ -129,6 +129,13 @@ def load_whisper_from_ct2(
     settings = json.loads((model_dir / "config.json").read_text())
     d_model = variables["encoder/conv1/weight"].shape[0]
     heads = {side: int(variables[f"{side}/num_heads"]) for side in ("encoder", "decoder")}
+    decoding = {  # Whisper's English-only tokens and CTranslate2's suppression lists, for the config and generation
+        "decoder_start_token_id": START_OF_TRANSCRIPT,
+        "eos_token_id": END_OF_TEXT,
+        "pad_token_id": END_OF_TEXT,
+        "suppress_tokens": settings["suppress_ids"],
+        "begin_suppress_tokens": settings["suppress_ids_begin"],
+    }
     config = WhisperConfig(
         vocab_size=variables["decoder/embeddings/weight"].shape[0],
         num_mel_bins=variables["encoder/conv1/weight"].shape[1],
@@ -142,24 +149,16 @@ def load_whisper_from_ct2(
         max_source_positions=variables["encoder/position_encodings/encodings"].shape[0],
         max_target_positions=variables["decoder/position_encodings/encodings"].shape[0],
         bos_token_id=END_OF_TEXT,
-        eos_token_id=END_OF_TEXT,
-        pad_token_id=END_OF_TEXT,
-        decoder_start_token_id=START_OF_TRANSCRIPT,
-        suppress_tokens=settings["suppress_ids"],
-        begin_suppress_tokens=settings["suppress_ids_begin"],
+        **decoding,
     )
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(config)
     model.load_state_dict(whisper_state_dict(variables), strict=False, assign=True)
     model.tie_weights()  # the output projection is the token embedding, as CTranslate2's alias says
     model.generation_config = GenerationConfig(
-        decoder_start_token_id=START_OF_TRANSCRIPT,
-        eos_token_id=END_OF_TEXT,
-        pad_token_id=END_OF_TEXT,
+        **decoding,
         no_timestamps_token_id=NO_TIMESTAMPS,
         is_multilingual=False,
-        suppress_tokens=settings["suppress_ids"],
-        begin_suppress_tokens=settings["suppress_ids_begin"],
         alignment_heads=settings["alignment_heads"],
         max_initial_timestamp_index=50,
         max_length=config.max_target_positions,
