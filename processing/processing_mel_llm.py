@@ -17,6 +17,7 @@ from .processor_options_mel_llm import (
     MelLLMProcessorKwargs,
     call_options,
     check_rectangular,
+    checked_padding_side,
     pad_rows,
     padded_length,
     truncate_rows,
@@ -291,12 +292,8 @@ class MelLLMProcessor(ProcessorMixin):
                 self._interleaved_tts_ids(item, self.patches_per_word(starts, count, item, i))
                 for i, (item, starts, count) in enumerate(zip(texts, word_starts, num_patches, strict=True))
             ]
-        padding_side = padding_side or "left"  # None: the default, as in transformers' processors
-        if padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}.")
-        batch = pad_rows(
-            {"input_ids": prompt_ids}, {"input_ids": self._pad_id}, padding_side, max(map(len, prompt_ids))
-        )
+        side = checked_padding_side(padding_side)
+        batch = pad_rows({"input_ids": prompt_ids}, {"input_ids": self._pad_id}, side, max(map(len, prompt_ids)))
         batch = {key: torch.tensor(value) for key, value in batch.items()}
         if audio is not None:
             batch["labels"] = torch.full_like(batch["input_ids"], IGNORE_INDEX)

@@ -86,9 +86,7 @@ def call_options(processor, kwargs: dict) -> CallOptions:
             "truncation: MelLLMProcessor never cuts audio; split long audio instead (the ASR "
             "pipeline's chunk_length_s, or long-form generate)."
         )
-    padding_side = text.get("padding_side") or "left"
-    if padding_side not in ("left", "right"):
-        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}.")
+    padding_side = checked_padding_side(text.get("padding_side"))
     return CallOptions(
         sampling_rate=audio.get("sampling_rate"),
         text_target=text.get("text_target"),
@@ -120,6 +118,14 @@ def truncate_rows(rows: dict[str, list[list]], options: CallOptions, audio_token
                 "MelLLMProcessor never cuts audio; raise max_length or split long audio."
             )
     return {key: [row[:limit] for row in key_rows] for key, key_rows in rows.items()}
+
+
+def checked_padding_side(side: str | None) -> str:
+    """`side`, or "left" for None (the default, as in transformers' processors); anything else raises."""
+    side = side or "left"
+    if side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}.")
+    return side
 
 
 def padded_length(lengths: list[int], options: CallOptions) -> int | None:
@@ -174,6 +180,7 @@ __all__ = [
     "MelLLMProcessorKwargs",
     "call_options",
     "check_rectangular",
+    "checked_padding_side",
     "pad_rows",
     "padded_length",
     "truncate_rows",
