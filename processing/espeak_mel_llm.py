@@ -142,8 +142,12 @@ def set_voice(state: dict, voice: str) -> None:
     state["voice"] = voice
 
 
+PHONEMES_ASCII = 0
+PHONEMES_IPA_TIED = 0x02 | 0x80 | (ord("^") << 8)  # IPA, with "^" tying the letters of one phoneme ("t^ʃ", "a^ɪ")
+
+
 @functools.lru_cache(maxsize=100_000)
-def _word_phonemes(word: str, voice: str) -> str:
+def _word_phonemes(word: str, voice: str, phoneme_mode: int = PHONEMES_ASCII) -> str:
     state = load_espeak()
     set_voice(state, voice)
     library = state["library"]
@@ -151,7 +155,7 @@ def _word_phonemes(word: str, voice: str) -> str:
     pointer = ctypes.c_void_p(ctypes.addressof(buffer))
     parts = []
     while pointer.value:  # espeak-ng advances the pointer clause by clause, to NULL at the end
-        parts.append(library.espeak_TextToPhonemes(ctypes.byref(pointer), 0, 0).decode())
+        parts.append(library.espeak_TextToPhonemes(ctypes.byref(pointer), 0, phoneme_mode).decode())
     return "".join("".join(parts).split())
 
 
@@ -161,4 +165,10 @@ def phonemize_words(text: str, voice: str = "en-us") -> list[str]:
     return [_word_phonemes(word, voice) for word in text.split()]
 
 
-__all__ = ["default_data_path", "load_espeak", "phonemize_words", "set_voice"]
+def ipa_words(text: str, voice: str = "en-us") -> list[str]:
+    """`phonemize_words` in IPA with tied multi-letter phonemes ("child" → "t^ʃˈa^ɪld"): what neural voices such as
+    Kokoro read (training/corpus/kokoro_speech.py)."""
+    return [_word_phonemes(word, voice, PHONEMES_IPA_TIED) for word in text.split()]
+
+
+__all__ = ["default_data_path", "ipa_words", "load_espeak", "phonemize_words", "set_voice"]

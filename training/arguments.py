@@ -165,8 +165,16 @@ class DataArguments:
     synthetic_voice: str | None = field(
         default=None,
         metadata={
-            "help": "one espeak-ng voice (e.g. en-us) at one rate and pitch for both splits: a single-speaker "
-            "corpus for TTS; None = the many-voice corpus with held-out voices"
+            "help": "one espeak-ng voice (e.g. en-us) at one rate and pitch for both splits, or 'piper' (the "
+            "neural Piper voice, voices extra): a single-speaker corpus for TTS; None = the many-voice corpus"
+        },
+    )
+    synthetic_voices: str = field(
+        default="espeak",
+        metadata={
+            "help": "who speaks the many-voice corpus: 'espeak', or a mix such as 'espeak,piper,kokoro' (equal "
+            "shares) or 'espeak:0.75,piper:0.1,kokoro:0.15'; neural voices need the voices extra and add held-out "
+            "splits of speakers training never has (training/corpus/voice_mix.py)"
         },
     )
     fsdd_dir: str | None = field(

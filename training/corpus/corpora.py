@@ -10,7 +10,14 @@ from processing import load_audio
 from training.arguments import DataArguments
 from training.augment import AugmentConfig
 from training.corpus.fsdd import fsdd_utterances
-from training.corpus.synthetic_corpus import build_corpus, cache_root, speakers_manifest, unseen_words_manifest
+from training.corpus.synthetic_corpus import (
+    build_corpus,
+    cache_root,
+    neural_manifest,
+    speakers_manifest,
+    unseen_words_manifest,
+)
+from training.corpus.voice_mix import held_out_splits, parse_voice_mix
 from training.data import (
     HubSpeechDataset,
     SpeechTextDataset,
@@ -94,6 +101,7 @@ def synthetic_manifests(args: DataArguments, seed: int) -> tuple[Path, Path]:
         pseudo_accent_voices_count=args.synthetic_pseudo_accents,
         pseudo_accent_rules=args.pseudo_accent_rules(),
         text_source=args.synthetic_text,
+        voices=args.synthetic_voices,
     )
 
 
@@ -118,6 +126,9 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
             }
         if args.synthetic_text == "open":  # sentences with words that training never has
             wer_sets["synthetic_unseen_words"] = read_manifest(unseen_words_manifest(eval_manifest))
+        for split in held_out_splits(parse_voice_mix(args.synthetic_voices)):  # neural speakers training never has
+            engine = split.removeprefix("eval_")
+            wer_sets[f"synthetic_heldout_{engine}_speakers"] = read_manifest(neural_manifest(eval_manifest, engine))
     elif args.corpus == "fsdd":
         train, wer_sets = fsdd_splits(args.fsdd_test_speaker, args.fsdd_dir)
     else:

