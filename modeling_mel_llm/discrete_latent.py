@@ -1,0 +1,204 @@
+"""MELD's discrete latent variables on mel patches (issue 22): q(z|x), code embeddings in, prior and decoder out.
+
+Shapes: B batch, P patches, G codes per patch (groups), K codes per group, r frames per patch, M mel bins,
+F = r·M patch values, D LLM hidden. Group g covers r/G consecutive frames of its patch (`frames_per_group`).
+Everything lives in the model's CMVN space, as the continuous mel head does.
+
+The objective follows "autoregressive co-training" (MELD's first author): a posterior q(z|x) from a small non-causal
+conv over the mel (`MelLLMLatentEncoder`), an autoregressive prior p(z_t | h_t) read off the LLM's hidden state
+before patch t, and a Gaussian decoder p(x_t | z_t, h_t) with one shared σ; per patch and group
+    loss = E_q[-log p_prior(z)] - H(q) + E_q[-log p(x | z)]        (a KL(q ‖ prior) plus reconstruction)
+with E_q either summed exactly over the K codes (`marginal`; the decoder factorises over groups, so the sum is
+K terms per group) or one straight-through Gumbel-softmax sample (`gumbel`). The LLM reads codes, never mel: each
+patch enters as the sum of its G code embeddings, with straight-through hard codes so a text loss trains q too.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+LATENT_ESTIMATORS = ("marginal", "gumbel")
+
+
+@dataclass(frozen=True)
+class LatentLossWeights:
+    """How the discrete-latent TTS loss is weighed: a training choice (training arguments), not in `config.json`."""
+
+    prior: float = 1.0
+    entropy: float = 1.0
+    reconstruction: float = 1.0
+    stop: float = 1.0
+    stop_pos_weight: float = 20.0
+
+    def __post_init__(self) -> None:
+        for name in ("prior", "entropy", "reconstruction", "stop"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"LatentLossWeights.{name} must be >= 0, got {getattr(self, name)}.")
+        if self.stop_pos_weight <= 0:
+            raise ValueError(f"LatentLossWeights.stop_pos_weight must be positive, got {self.stop_pos_weight}.")
+
+
+def straight_through(logits: torch.Tensor) -> torch.Tensor:
+    """One-hot argmax codes (…, K) in the forward pass, the softmax's gradient in the backward pass."""
+    soft = logits.softmax(-1)
+    hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+    return hard + soft - soft.detach()
+
+
+class MelLLMLatentEncoder(nn.Module):
+    """q(z|x): two non-causal convs over the (B, T, M) frames, then each group's frames → K logits."""
+
+    def __init__(self, num_mel_bins: int, frames_per_patch: int, groups: int, codes: int, channels: int):
+        super().__init__()
+        if frames_per_patch % groups:
+            raise ValueError(f"latent_groups={groups} must divide frames_per_patch={frames_per_patch}.")
+        self.frames_per_patch, self.groups, self.codes = frames_per_patch, groups, codes
+        self.convs = nn.ModuleList(
+            [nn.Conv1d(num_mel_bins, channels, 5, padding=2), nn.Conv1d(channels, channels, 5, padding=2)]
+        )
+        self.to_logits = nn.Linear(channels * frames_per_patch // groups, codes)
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, M) CMVN frames and their (B, T) mask → (B, P, G, K) logits and the (B, P) patch mask."""
+        keep = mask[:, None, :].to(frames.dtype)
+        hidden = frames.transpose(1, 2) * keep
+        for conv in self.convs:
+            hidden = F.gelu(conv(hidden)) * keep  # zeroed past each clip's end: the same codes alone or padded
+        pad = -hidden.shape[-1] % self.frames_per_patch
+        hidden = F.pad(hidden, (0, pad)).transpose(1, 2)  # (B, P·r, C)
+        patch_mask = F.pad(mask.bool(), (0, pad)).reshape(mask.shape[0], -1, self.frames_per_patch).any(-1)
+        grouped = hidden.reshape(
+            hidden.shape[0], -1, self.groups, hidden.shape[-1] * self.frames_per_patch // self.groups
+        )
+        return self.to_logits(grouped), patch_mask
+
+
+class MelLLMDiscreteLatent(nn.Module):
+    """The encoder, code embeddings (the LLM's audio input), prior head, Gaussian decoder and stop head of MELD."""
+
+    def __init__(
+        self,
+        num_mel_bins: int,
+        frames_per_patch: int,
+        hidden_size: int,
+        groups: int,
+        codes: int,
+        encoder_channels: int,
+    ):
+        super().__init__()
+        self.groups, self.codes = groups, codes
+        self.group_size = frames_per_patch // groups * num_mel_bins  # values each group decodes
+        self.encoder = MelLLMLatentEncoder(num_mel_bins, frames_per_patch, groups, codes, encoder_channels)
+        self.code_embeddings = nn.Parameter(torch.randn(groups, codes, hidden_size) * 0.02)  # (G, K, D)
+        self.prior_head = nn.Linear(hidden_size, groups * codes)
+        self.codebook = nn.Parameter(torch.randn(groups, codes, self.group_size) * 0.1)  # decoder means (G, K, F/G)
+        self.context = nn.Linear(hidden_size, groups * self.group_size)  # what h_t adds to every code's mean
+        self.log_sigma = nn.Parameter(torch.zeros(()))  # one shared σ
+        self.stop_proj = nn.Linear(hidden_size, 1)
+
+    def embed(self, codes: torch.Tensor) -> torch.Tensor:
+        """(…, G, K) one-hot (or straight-through) codes → (…, D): the sum of each group's code embedding."""
+        return torch.einsum("...gk,gkd->...d", codes.to(self.code_embeddings.dtype), self.code_embeddings)
+
+    def encode(self, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, M) frames → (B, P, G, K) posterior logits and the (B, P) patch mask."""
+        return self.encoder(frames, mask)
+
+    def prior_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(…, D) hidden states → (…, G, K) logits of the next patch's codes."""
+        return self.prior_head(hidden).unflatten(-1, (self.groups, self.codes))
+
+    def decode(self, codes: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """The decoder's mean patch (…, F) for (…, G, K) one-hot codes and the (…, D) state before the patch."""
+        means = torch.einsum("...gk,gkf->...gf", codes.to(self.codebook.dtype), self.codebook)
+        return (means + self.context(hidden).unflatten(-1, (self.groups, self.group_size))).flatten(-2)
+
+    def _code_nll(self, target: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """-log p(x_g | z_g = k, h) for every code: (B, P, G, K), from ‖r - c_k‖² = ‖r‖² - 2 r·c_k + ‖c_k‖²."""
+        residual = target.unflatten(-1, (self.groups, self.group_size)) - self.context(hidden).unflatten(
+            -1, (self.groups, self.group_size)
+        )  # (B, P, G, F/G)
+        squared = (
+            residual.pow(2).sum(-1, keepdim=True)
+            - 2 * torch.einsum("bpgf,gkf->bpgk", residual, self.codebook)
+            + self.codebook.pow(2).sum(-1)
+        )
+        return 0.5 * squared * torch.exp(-2 * self.log_sigma) + self.group_size * self.log_sigma
+
+    def loss(
+        self,
+        posterior_logits: torch.Tensor,
+        hidden: torch.Tensor,
+        target_patches: torch.Tensor,
+        stop_targets: torch.Tensor,
+        weights: LatentLossWeights,
+        estimator: str = "marginal",
+        temperature: float = 1.0,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """
+        The per-value-averaged objective over the predicted patches (`stop_targets` >= 0). Terms, each returned:
+        `prior` E_q[-log p(z)], `entropy` H(q), `reconstruction` E_q[-log p(x|z)] per patch value, `stop` BCE.
+
+        Args:
+            posterior_logits (`(B, P, G, K)`): q(z|x) of each target patch.
+            hidden (`(B, P, D)`): the LLM state just before each target patch.
+            target_patches (`(B, P, F)`): CMVN-space targets (zeros past a clip's end).
+            stop_targets (`(B, P)`): 1 on each run's last patch, 0 before, -1 where no patch is predicted.
+        """
+        if estimator not in LATENT_ESTIMATORS:
+            raise ValueError(f"latent_estimator={estimator!r}; choose one of {LATENT_ESTIMATORS}.")
+        valid = (stop_targets >= 0).to(hidden.dtype)  # (B, P)
+        count = valid.sum().clamp(min=1.0)
+        log_q = posterior_logits.log_softmax(-1)
+        q = log_q.exp()
+        log_prior = self.prior_logits(hidden).log_softmax(-1)
+        code_nll = self._code_nll(target_patches, hidden)  # (B, P, G, K)
+        if estimator == "marginal":
+            reconstruction = (q * code_nll).sum(-1)  # exact: the decoder factorises over groups
+        else:
+            sample = F.gumbel_softmax(posterior_logits, tau=temperature, hard=True)
+            reconstruction = (sample * code_nll).sum(-1)
+
+        def per_patch(values: torch.Tensor) -> torch.Tensor:  # (B, P, G) → mean over predicted patches
+            return (values.sum(-1) * valid).sum() / count
+
+        stop = F.binary_cross_entropy_with_logits(
+            self.stop_proj(hidden).squeeze(-1),
+            stop_targets.clamp(min=0).to(hidden.dtype),
+            pos_weight=torch.tensor(weights.stop_pos_weight, device=hidden.device),
+            reduction="none",
+        )
+        terms = {
+            "prior": per_patch(-(q * log_prior).sum(-1)),
+            "entropy": per_patch(-(q * log_q).sum(-1)),
+            "reconstruction": per_patch(reconstruction),
+            "stop": (stop * valid).sum() / count,
+        }
+        total = (
+            weights.prior * terms["prior"]
+            - weights.entropy * terms["entropy"]
+            + weights.reconstruction * terms["reconstruction"]
+            + weights.stop * terms["stop"]
+        )
+        return total, terms
+
+    @torch.no_grad()
+    def sample(
+        self, hidden: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One generation step from (B, D) states: codes drawn from the prior (argmax at temperature 0), as one-hot
+        (B, G, K), their decoded (B, F) patch and the (B,) stop logit."""
+        logits = self.prior_logits(hidden)
+        if temperature == 0:
+            index = logits.argmax(-1)
+        else:
+            probs = (logits / temperature).softmax(-1)
+            index = torch.multinomial(probs.flatten(0, -2), 1, generator=generator).view(probs.shape[:-1])
+        codes = F.one_hot(index, self.codes).to(hidden.dtype)
+        return codes, self.decode(codes, hidden), self.stop_proj(hidden).squeeze(-1)
+
+
+__all__ = ["LATENT_ESTIMATORS", "LatentLossWeights", "MelLLMDiscreteLatent", "MelLLMLatentEncoder", "straight_through"]
