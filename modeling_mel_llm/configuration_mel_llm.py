@@ -12,6 +12,8 @@ logger = logging.get_logger(__name__)
 FRAME_SECONDS = 0.01  # one log-mel frame (MelLLMFeatureExtractor's hop: 160 samples at 16 kHz)
 FRONTENDS = ("stack", "conv", "encoder")
 PROJECTOR_TYPES = ("linear", "mlp")
+SPEECH_LATENTS = ("continuous", "discrete")
+ASR_INPUTS = ("latent", "mel")
 # Fields of configs saved before the redesign (commit 49b21fd): training settings, and experiments that did not help
 # (docs/RESULTS.md). Loading drops them when they hold the value that changes nothing at inference, and refuses a
 # model that needs the removed code.
@@ -105,6 +107,16 @@ class MelLLMConfig(PreTrainedConfig):
         tts_postnet_layers (`int`, defaults to 5): conv layers of the residual post-net (0 disables it).
         tts_postnet_channels (`int`, defaults to 256): channels of the post-net.
         tts_postnet_kernel (`int`, defaults to 5): odd kernel size (frames) of the post-net convolutions.
+        speech_latent (`str`, defaults to `"continuous"`):
+            `"continuous"`: the paper's path (linear projection in, VAE mel head out). `"discrete"`: MELD
+            (`discrete_latent.py`): a conv encoder turns each patch into `latent_groups` codes of `latent_codes`, the
+            LLM reads their embeddings, and with `tts_head` a prior head, Gaussian decoder and stop head speak.
+        latent_codes (`int`, defaults to 256): codes per group (K).
+        latent_groups (`int`, *optional*): codes per patch (G), dividing `frames_per_patch`; default one per frame.
+        latent_encoder_channels (`int`, defaults to 256): channels of the posterior's convolutions.
+        asr_input (`str`, defaults to `"latent"`): with discrete latents, what speech recognition reads: the codes
+            (`"latent"`, so the text loss trains the encoder too) or the mel patches through the projector (`"mel"`,
+            an ablation).
 
     Training choices (loss weights, scheduled sampling, augmentation) are not part of the model: they live in
     `training/arguments.py` and each run's `run_config.yaml`, so a checkpoint saved mid-run has the same config as
@@ -146,6 +158,11 @@ class MelLLMConfig(PreTrainedConfig):
     tts_postnet_layers: int = 5
     tts_postnet_channels: int = 256
     tts_postnet_kernel: int = 5
+    speech_latent: str = "continuous"
+    latent_codes: int = 256
+    latent_groups: int | None = None
+    latent_encoder_channels: int = 256
+    asr_input: str = "latent"
     custom_pipelines: dict | None = None
 
     def __post_init__(self, **kwargs):
@@ -198,6 +215,7 @@ class MelLLMConfig(PreTrainedConfig):
             self._validate_encoder()
         if self.tts_head:
             self._validate_tts()
+        self._validate_latent()
         vocab_size = getattr(self.text_config, "vocab_size", None)
         if self.audio_token_id is not None and vocab_size is not None and not 0 <= self.audio_token_id < vocab_size:
             raise ValueError(
@@ -234,6 +252,26 @@ class MelLLMConfig(PreTrainedConfig):
             raise ValueError(
                 f"tts_postnet_layers must be >= 0 and tts_postnet_kernel odd, got {self.tts_postnet_layers} and "
                 f"{self.tts_postnet_kernel}."
+            )
+
+    def _validate_latent(self) -> None:
+        if self.speech_latent not in SPEECH_LATENTS:
+            raise ValueError(f"speech_latent={self.speech_latent!r}; choose one of {SPEECH_LATENTS}.")
+        if self.asr_input not in ASR_INPUTS:
+            raise ValueError(f"asr_input={self.asr_input!r}; choose one of {ASR_INPUTS}.")
+        if self.speech_latent == "continuous":
+            return
+        if self.latent_groups is None:
+            self.latent_groups = self.frames_per_patch
+        if self.latent_groups < 1 or self.frames_per_patch % self.latent_groups:
+            raise ValueError(
+                f"latent_groups={self.latent_groups} must be a positive divisor of frames_per_patch="
+                f"{self.frames_per_patch} (each group covers the same number of frames)."
+            )
+        if self.latent_codes < 2 or self.latent_encoder_channels < 1:
+            raise ValueError(
+                f"latent_codes must be >= 2 and latent_encoder_channels positive, got {self.latent_codes} and "
+                f"{self.latent_encoder_channels}."
             )
 
     def with_tts_head(self, **tts_fields) -> "MelLLMConfig":

@@ -13,11 +13,13 @@ K terms per group) or one straight-through Gumbel-softmax sample (`gumbel`). The
 patch enters as the sum of its G code embeddings, with straight-through hard codes so a text loss trains q too.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .mel_head import predictor_states, stop_targets_from_placeholders
 
 
 LATENT_ESTIMATORS = ("marginal", "gumbel")
@@ -39,6 +41,31 @@ class LatentLossWeights:
                 raise ValueError(f"LatentLossWeights.{name} must be >= 0, got {getattr(self, name)}.")
         if self.stop_pos_weight <= 0:
             raise ValueError(f"LatentLossWeights.stop_pos_weight must be positive, got {self.stop_pos_weight}.")
+
+
+@dataclass
+class LatentTraining:
+    """The training choices of the discrete path (training arguments set them; not saved with the model): the loss
+    weights, how E_q is estimated, and the Gumbel temperature (annealed by the trainer)."""
+
+    weights: LatentLossWeights = field(default_factory=LatentLossWeights)
+    estimator: str = "marginal"
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.estimator not in LATENT_ESTIMATORS:
+            raise ValueError(f"latent_estimator={self.estimator!r}; choose one of {LATENT_ESTIMATORS}.")
+        if self.temperature <= 0:
+            raise ValueError(f"latent_temperature must be positive, got {self.temperature}.")
+
+
+@dataclass
+class LatentStep:
+    """One prediction per patch: the codes (…, G, K) one-hot, their decoded patch (…, F) and the stop logit (…)."""
+
+    codes: torch.Tensor
+    patch: torch.Tensor
+    stop_logit: torch.Tensor
 
 
 def straight_through(logits: torch.Tensor) -> torch.Tensor:
@@ -98,6 +125,27 @@ class MelLLMDiscreteLatent(nn.Module):
         self.context = nn.Linear(hidden_size, groups * self.group_size)  # what h_t adds to every code's mean
         self.log_sigma = nn.Parameter(torch.zeros(()))  # one shared σ
         self.stop_proj = nn.Linear(hidden_size, 1)
+
+    @classmethod
+    def from_config(cls, config) -> "MelLLMDiscreteLatent":
+        """The module a `MelLLMConfig(speech_latent="discrete")` describes."""
+        return cls(
+            config.num_mel_bins,
+            config.frames_per_patch,
+            config.hidden_size,
+            config.latent_groups,
+            config.latent_codes,
+            config.latent_encoder_channels,
+        )
+
+    def audio_embeddings(
+        self, frames: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the LLM reads for (B, T, M) CMVN frames: (B, P, D) embeddings of the straight-through argmax codes,
+        the (B, P) patch mask and the (B, P, F) stacked patches (the audio features' hidden state)."""
+        logits, patch_mask = self.encode(frames, mask)
+        patches = F.pad(frames, (0, 0, 0, -frames.shape[1] % self.encoder.frames_per_patch))
+        return self.embed(straight_through(logits)), patch_mask, patches.reshape(*patch_mask.shape, -1)
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         """(…, G, K) one-hot (or straight-through) codes → (…, D): the sum of each group's code embedding."""
@@ -188,9 +236,9 @@ class MelLLMDiscreteLatent(nn.Module):
     @torch.no_grad()
     def sample(
         self, hidden: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One generation step from (B, D) states: codes drawn from the prior (argmax at temperature 0), as one-hot
-        (B, G, K), their decoded (B, F) patch and the (B,) stop logit."""
+    ) -> LatentStep:
+        """One generation step from (…, D) states: codes drawn from the prior (argmax at temperature 0), their
+        decoded patch and the stop logit."""
         logits = self.prior_logits(hidden)
         if temperature == 0:
             index = logits.argmax(-1)
@@ -198,7 +246,45 @@ class MelLLMDiscreteLatent(nn.Module):
             probs = (logits / temperature).softmax(-1)
             index = torch.multinomial(probs.flatten(0, -2), 1, generator=generator).view(probs.shape[:-1])
         codes = F.one_hot(index, self.codes).to(hidden.dtype)
-        return codes, self.decode(codes, hidden), self.stop_proj(hidden).squeeze(-1)
+        return LatentStep(codes, self.decode(codes, hidden), self.stop_proj(hidden).squeeze(-1))
 
 
-__all__ = ["LATENT_ESTIMATORS", "LatentLossWeights", "MelLLMDiscreteLatent", "MelLLMLatentEncoder", "straight_through"]
+def latent_tts_loss(
+    module: MelLLMDiscreteLatent,
+    hidden: torch.Tensor,
+    placeholders: torch.Tensor,
+    cmvn_targets: torch.Tensor,
+    mel_target_mask: torch.Tensor,
+    training: LatentTraining,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """`mel_head.tts_loss` for discrete latents: the state before each target placeholder predicts that patch's
+    codes (prior), and with them its frames (decoder); q(z|x) comes from the recorded frames themselves."""
+    hidden_patches, patch_mask, frame_mask = predictor_states(
+        hidden, placeholders, mel_target_mask, module.encoder.frames_per_patch
+    )
+    targets = cmvn_targets.masked_fill(~mel_target_mask[..., None], 0)
+    logits, _ = module.encode(targets, mel_target_mask)
+    targets = F.pad(targets, (0, 0, 0, frame_mask.shape[1] - targets.shape[1]))
+    target_patches = targets.reshape(targets.shape[0], patch_mask.shape[1], -1)  # (B, P, F)
+    stop_targets = stop_targets_from_placeholders(placeholders, patch_mask)
+    return module.loss(
+        logits[:, : patch_mask.shape[1]],
+        hidden_patches,
+        target_patches,
+        stop_targets,
+        training.weights,
+        training.estimator,
+        training.temperature,
+    )
+
+
+__all__ = [
+    "LATENT_ESTIMATORS",
+    "LatentLossWeights",
+    "LatentStep",
+    "LatentTraining",
+    "MelLLMDiscreteLatent",
+    "MelLLMLatentEncoder",
+    "latent_tts_loss",
+    "straight_through",
+]

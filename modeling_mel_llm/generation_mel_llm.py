@@ -15,6 +15,7 @@ import torch
 from transformers import DynamicCache
 from transformers.utils import ModelOutput
 
+from .discrete_latent import LatentStep
 from .mel_head import MelHeadStep, audio_batch_with_tts_rows, predictor_states, tts_target_mask
 
 
@@ -154,22 +155,33 @@ class MelLLMSpeechGenerationMixin:
         position_ids = positions_from_mask(mask)
         cache = DynamicCache(config=self.config.text_config)
         hidden = self.final_hidden(self.get_input_embeddings()(prompt_ids), mask, position_ids, cache)[:, -1]
-        latent_size = self.mel_head.latent_proj.out_features // 2
         while True:
             speaking = [row.speaking for row in rows]
-            noise = torch.zeros(len(rows), latent_size, device=device)
-            for r, is_speaking in enumerate(speaking):
-                if is_speaking:
-                    noise[r] = torch.randn(latent_size, generator=generators[r], device=device)
-            step = self.mel_head.step(hidden, noise.to(hidden.dtype), options.temperature)
+            step = self._next_patch(hidden, speaking, generators, options.temperature)
             next_tokens = self._advance_rows(rows, speaking, step, options, max_patches, pad_id)
             if all(row.done for row in rows):
                 break
-            embeds = self._next_embeds(rows, speaking, next_tokens, step.patch)
+            embeds = self._next_embeds(rows, speaking, next_tokens, step)
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
             position_ids = position_ids[:, -1:] + 1
             hidden = self.final_hidden(embeds.to(hidden.dtype), mask, position_ids, cache)[:, -1]
         return self._collect_speech(rows, options.max_new_frames)
+
+    def _next_patch(self, hidden, speaking: list[bool], generators, temperature: float) -> MelHeadStep | LatentStep:
+        """Each row's next patch from its (B, D) state, drawn with the row's own generator (so a clip is the same
+        alone or in a batch): the mel head's latent noise, or codes from the discrete prior."""
+        rows = range(len(speaking))
+        if self.speech_latent is not None:
+            steps = [self.speech_latent.sample(hidden[r : r + 1], temperature, generators[r]) for r in rows]
+            return LatentStep(
+                *(torch.cat([getattr(s, name) for s in steps]) for name in ("codes", "patch", "stop_logit"))
+            )
+        latent_size = self.mel_head.latent_proj.out_features // 2
+        noise = torch.zeros(len(speaking), latent_size, device=hidden.device)
+        for r in rows:
+            if speaking[r]:
+                noise[r] = torch.randn(latent_size, generator=generators[r], device=hidden.device)
+        return self.mel_head.step(hidden, noise.to(hidden.dtype), temperature)
 
     def _speech_rows(self, input_ids, attention_mask) -> tuple[list[list[int]], list[_Row]]:
         """Per row (padding dropped): the tokens read before speaking starts, and the row's state. A prompt without
@@ -188,7 +200,9 @@ class MelLLMSpeechGenerationMixin:
             )
         return prompts, rows
 
-    def _advance_rows(self, rows, speaking, step: MelHeadStep, options, max_patches: int, pad_id: int) -> list[int]:
+    def _advance_rows(
+        self, rows, speaking, step: MelHeadStep | LatentStep, options, max_patches: int, pad_id: int
+    ) -> list[int]:
         """Record the patch each speaking row just said and decide whether its word (or clip) ends; return the token
         each reading row reads next (`pad_id` for the others)."""
         frames_per_patch = self.config.frames_per_patch
@@ -216,10 +230,15 @@ class MelLLMSpeechGenerationMixin:
                 next_tokens[r] = row.pending.pop(0)
         return next_tokens
 
-    def _next_embeds(self, rows, speaking, next_tokens: list[int], patch: torch.Tensor) -> torch.Tensor:
-        """(B, 1, D) LLM input of the next step: the newest patch for speaking rows, the next token for the others."""
+    def _next_embeds(self, rows, speaking, next_tokens: list[int], step: MelHeadStep | LatentStep) -> torch.Tensor:
+        """(B, 1, D) LLM input of the next step: the newest patch (or its codes) for speaking rows, the next token
+        for the others."""
+        patch = step.patch
         device, context = patch.device, self.audio_frontend.context_patches
         text_embeds = self.get_input_embeddings()(torch.tensor(next_tokens, device=device))[:, None]
+        if self.speech_latent is not None:  # the sampled codes themselves, as training fed the posterior's
+            patch_embeds = self.speech_latent.embed(step.codes)[:, None].to(text_embeds.dtype)
+            return torch.where(torch.tensor(speaking, device=device)[:, None, None], patch_embeds, text_embeds)
         recent = torch.zeros(len(rows), context, patch.shape[-1], dtype=patch.dtype, device=device)
         for r, row in enumerate(rows):
             history = row.patches[-context:]
@@ -240,9 +259,9 @@ class MelLLMSpeechGenerationMixin:
             stop_probabilities[r, : len(row.stops)] = torch.stack(row.stops)
         lengths = torch.tensor([len(row.patches) * self.config.frames_per_patch for row in rows], device=first.device)
         lengths = lengths.clamp(max=max_new_frames)
-        frames = self.mel_head.to_frames(patches)  # (B, S·r, M)
+        frames = patches.reshape(len(rows), -1, self.config.num_mel_bins)  # (B, S·r, M)
         mask = torch.arange(frames.shape[1], device=frames.device)[None, :] < lengths[:, None]
-        frames = self.mel_head.refine_spectrogram(frames, mask)
+        frames = self._refine(frames, mask)
         mel = self.audio_frontend.norm.denormalize(frames).masked_fill(~mask[..., None], 0.0)[:, : int(lengths.max())]
         return MelLLMSpeechOutput(mel_features=mel, mel_lengths=lengths, stop_probabilities=stop_probabilities)
 
@@ -270,14 +289,14 @@ class MelLLMSpeechGenerationMixin:
             recorded lengths, and `stop_probabilities` (B, P) of every patch.
         """
         self._require_mel_head()
-        mel_target_mask = tts_target_mask(self.mel_head, input_ids, mel_targets, mel_target_mask)
+        mel_target_mask = tts_target_mask(self.config.tts_head, input_ids, mel_targets, mel_target_mask)
         was_training = self.training
         self.eval()  # no dropout in the backbone: the recorded patches, as they are
         try:
             step, _, frame_mask = self.predict_patches(input_ids, attention_mask, mel_targets, mel_target_mask, 0.0)
         finally:
             self.train(was_training)
-        frames = self.mel_head.refine_spectrogram(self.mel_head.to_frames(step.patch), frame_mask)
+        frames = self._refine(step.patch.reshape(len(step.patch), -1, self.config.num_mel_bins), frame_mask)
         mel = self.audio_frontend.norm.denormalize(frames)[:, : mel_targets.shape[1]]
         return MelLLMSpeechOutput(
             mel_features=mel.masked_fill(~mel_target_mask[..., None], 0.0),
@@ -294,7 +313,7 @@ class MelLLMSpeechGenerationMixin:
         temperature: float,
         input_features: torch.Tensor | None = None,
         input_features_mask: torch.Tensor | None = None,
-    ) -> tuple[MelHeadStep, torch.Tensor, torch.Tensor]:
+    ) -> tuple[MelHeadStep | LatentStep, torch.Tensor, torch.Tensor]:
         """
         One LLM pass with `mel_inputs` log-mel frames as the TTS rows' audio input: the mel head's step for every
         patch (each predicted from the text and the fed-back patches before it), with the (B, P) patch mask and the
@@ -313,7 +332,13 @@ class MelLLMSpeechGenerationMixin:
         hidden_patches, patch_mask, frame_mask = predictor_states(
             hidden, placeholders, mel_target_mask, self.config.frames_per_patch
         )
+        if self.speech_latent is not None:
+            return self.speech_latent.sample(hidden_patches, temperature), patch_mask, frame_mask
         return self.mel_head.step(hidden_patches, temperature=temperature), patch_mask, frame_mask
+
+    def _refine(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The mel head's post-net over (B, T, M) predicted frames; discrete latents decode without one."""
+        return frames if self.mel_head is None else self.mel_head.refine_spectrogram(frames, mask)
 
     def _embed_generated(self, frames: torch.Tensor) -> torch.Tensor:
         """LLM input for the newest generated patch: log-mel (B, k·r, M) holding the last k = context patches."""
@@ -335,7 +360,7 @@ class MelLLMSpeechGenerationMixin:
         return outputs.hidden_states[-1]
 
     def _require_mel_head(self) -> None:
-        if self.mel_head is None:
+        if not self.config.tts_head:
             raise ValueError("This model has no TTS head (config.tts_head=False), so it cannot speak.")
 
 

@@ -177,13 +177,14 @@ class MelLLMMelHead(nn.Module):
 
 
 def tts_target_mask(
-    mel_head: MelLLMMelHead | None,
+    tts_head: bool,
     input_ids: torch.Tensor | None,
     mel_targets: torch.Tensor,
     mask: torch.Tensor | None,
 ) -> torch.Tensor:
-    """The (B, T) bool mask of real target frames, after checking that the model and inputs can learn to speak."""
-    if mel_head is None:
+    """The (B, T) bool mask of real target frames, after checking that the model (`config.tts_head`) and inputs can
+    learn to speak."""
+    if not tts_head:
         raise ValueError("mel_targets need a TTS head; build the model with MelLLMConfig(tts_head=True).")
     if input_ids is None:
         raise ValueError("mel_targets need input_ids to locate the audio placeholders, not inputs_embeds.")

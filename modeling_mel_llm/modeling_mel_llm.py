@@ -20,6 +20,7 @@ from transformers.utils import torch_compilable_check
 
 from .configuration_mel_llm import MelLLMConfig
 from .conformer_mel_llm import Phi4MultimodalAudioGluPointWiseConv
+from .discrete_latent import LatentTraining, MelLLMDiscreteLatent, latent_tts_loss
 from .frontend_mel_llm import MelLLMAudioFrontend, MelLLMGlobalNorm, build_projector
 from .generation_mel_llm import (
     MelLLMSpeechGenerationMixin,
@@ -38,7 +39,7 @@ from .mel_head import (
     tts_loss,
     tts_target_mask,
 )
-from .text_model_mel_llm import mel_llm_around
+from .text_model_mel_llm import check_context, mel_llm_around
 
 
 DEFAULT_MAX_NEW_TOKENS = 512  # the Open ASR leaderboard's Phi-4-MM setting
@@ -91,6 +92,10 @@ class MelLLMPreTrainedModel(PreTrainedModel):
         elif isinstance(module, Phi4MultimodalAudioGluPointWiseConv):  # its GLU biases are bare parameters
             init.zeros_(module.b1)
             init.zeros_(module.b2)
+        elif isinstance(module, MelLLMDiscreteLatent):  # its code tables and σ are bare parameters
+            init.normal_(module.code_embeddings, std=0.02)
+            init.normal_(module.codebook, std=0.1)
+            init.zeros_(module.log_sigma)
         elif module is getattr(self.audio_frontend.subsampling, "out", None):
             init.normal_(module.weight, std=module.in_features**-0.5)
             init.zeros_(module.bias)
@@ -136,9 +141,11 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
         self.audio_frontend = MelLLMAudioFrontend(config)
         self.multi_modal_projector = build_projector(config, self.audio_frontend.output_size)
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
-        self.mel_head = MelLLMMelHead(config) if config.tts_head else None
-        # How the TTS loss is weighed: a training choice (training/arguments.py sets it), not saved with the model.
-        self.tts_loss_weights = MelLossWeights()
+        discrete = config.speech_latent == "discrete"  # MELD: codes in, and with a TTS head codes out
+        self.speech_latent = MelLLMDiscreteLatent.from_config(config) if discrete else None
+        self.mel_head = MelLLMMelHead(config) if config.tts_head and not discrete else None
+        # How the TTS loss is weighed: training choices (training/arguments.py sets them), not saved with the model.
+        self.tts_loss_weights, self.latent_training = MelLossWeights(), LatentTraining()
         # Also a training choice: in training with text labels, apply the LM head only where a token is a target.
         self.label_logits_only = False
         self.post_init()
@@ -213,6 +220,8 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
         features = input_features.to(
             weight.dtype if weight is not None else self.audio_frontend.norm.global_mean.dtype
         )
+        if self.speech_latent is not None and self.config.asr_input == "latent":
+            return self.speech_latent.audio_embeddings(self.audio_frontend.norm(features), input_features_mask.bool())
         patches, patch_mask = self.audio_frontend(features, input_features_mask.bool())
         return self.multi_modal_projector(patches), patch_mask, patches
 
@@ -293,7 +302,7 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
         if mel_targets is not None:
             if input_ids is None:
                 raise ValueError("mel_targets need input_ids to locate the TTS rows' audio placeholders.")
-            mel_target_mask = tts_target_mask(self.mel_head, input_ids, mel_targets, mel_target_mask)
+            mel_target_mask = tts_target_mask(self.config.tts_head, input_ids, mel_targets, mel_target_mask)
             fed_back = mel_targets if mel_inputs is None else mel_inputs
             audio = audio_batch_with_tts_rows(input_features, input_features_mask, fed_back, mel_target_mask)
             (input_features, input_features_mask), labels = audio, tts_batch_labels(labels)
@@ -361,23 +370,21 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
         """Add the weighted teacher-forced mel loss (mel_head.tts_loss) to `output.loss`, and record its terms."""
         targets = self.audio_frontend.norm(mel_targets.to(hidden.dtype))
         placeholders = self.tts_placeholders(input_ids, mel_target_mask)
-        loss, terms = tts_loss(self.mel_head, hidden, placeholders, targets, mel_target_mask, self.tts_loss_weights)
+        if self.speech_latent is not None:
+            loss, terms = latent_tts_loss(
+                self.speech_latent, hidden, placeholders, targets, mel_target_mask, self.latent_training
+            )
+        else:
+            loss, terms = tts_loss(
+                self.mel_head, hidden, placeholders, targets, mel_target_mask, self.tts_loss_weights
+            )
         weighted = self.tts_loss_weights.total * loss
         output.loss = weighted if output.loss is None else output.loss + weighted
         output.tts_loss, output.tts_loss_terms = loss, terms
 
     def check_context(self, num_tokens: int) -> int | None:
-        """A sequence past the backbone's context gives silent garbage with RoPE models; refuse it instead. Returns
-        the positions left after `num_tokens` (None for a backbone without a limit)."""
-        limit = getattr(self.config.text_config, "max_position_embeddings", None)
-        if limit is not None and num_tokens > limit:
-            raise ValueError(
-                f"The sequence is too long: it needs {num_tokens} positions (a static cache: all it holds) but the "
-                f"language model supports {limit} (max_position_embeddings). Long audio: use the ASR pipeline with "
-                "chunk_length_s; long text to speak: split it into sentences or lower max_new_frames; a static "
-                "cache: lower max_new_tokens."
-            )
-        return None if limit is None else limit - num_tokens
+        """Refuse a sequence past the backbone's context (`text_model_mel_llm.check_context`); positions left."""
+        return check_context(self.config.text_config, num_tokens)
 
 
 __all__ = [

@@ -27,8 +27,23 @@ def mel_llm_around(cls, text_model, processor, dtype: torch.dtype | None = None,
     generation_config.segment_separator_token_ids = processor.segment_separator_token_ids  # long-form joins
     generation_config._from_model_config = False  # else loading drops the field above
     model.generation_config = generation_config
-    new_modules = [m for m in (model.audio_frontend, model.multi_modal_projector, model.mel_head) if m is not None]
+    fresh = (model.audio_frontend, model.multi_modal_projector, model.mel_head, model.speech_latent)
+    new_modules = [m for m in fresh if m is not None]
     for module in new_modules:
         module.to_empty(device=text_model.device)
         module.apply(model._init_weights)
     return model.to(text_model.dtype)
+
+
+def check_context(text_config, num_tokens: int) -> int | None:
+    """A sequence past the backbone's context gives silent garbage with RoPE models; refuse it instead. Returns the
+    positions left after `num_tokens` (None for a backbone without a limit)."""
+    limit = getattr(text_config, "max_position_embeddings", None)
+    if limit is not None and num_tokens > limit:
+        raise ValueError(
+            f"The sequence is too long: it needs {num_tokens} positions (a static cache: all it holds) but the "
+            f"language model supports {limit} (max_position_embeddings). Long audio: use the ASR pipeline with "
+            "chunk_length_s; long text to speak: split it into sentences or lower max_new_frames; a static "
+            "cache: lower max_new_tokens."
+        )
+    return None if limit is None else limit - num_tokens

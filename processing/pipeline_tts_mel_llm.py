@@ -13,6 +13,7 @@ from .vocoder_mel_llm import load_vocoder
 
 
 DEFAULT_MAX_NEW_FRAMES = 1000  # 10 s of speech
+SPEECH_OPTIONS = ("max_new_frames", "temperature", "stop_threshold", "min_new_frames", "seed", "max_frames_per_word")
 
 
 class MelLLMTextToSpeechPipeline(Pipeline):
@@ -43,7 +44,7 @@ class MelLLMTextToSpeechPipeline(Pipeline):
 
     def __init__(self, *args, vocoder=None, **kwargs):
         super().__init__(*args, **kwargs)
-        if getattr(self.model, "mel_head", None) is None:
+        if not getattr(self.model.config, "tts_head", False):
             raise ValueError(
                 "This model has no TTS head (config.tts_head=False); it cannot be used for text-to-speech."
             )
@@ -60,19 +61,27 @@ class MelLLMTextToSpeechPipeline(Pipeline):
         stop_threshold: float | None = None,
         seed: int | None = None,
         return_mel: bool | None = None,
+        forward_params: dict | None = None,
+        generate_kwargs: dict | None = None,
         **kwargs,
     ):
+        """Speech options come as keywords or, as transformers' text-to-audio pipeline takes them, in
+        `forward_params` / `generate_kwargs`; each reaches `generate_speech` once, and unknown ones raise."""
         if kwargs:
             raise TypeError(f"Unexpected argument(s) for the Mel-LLM TTS pipeline: {sorted(kwargs)}.")
-        forward_params = {
-            "max_new_frames": max_new_frames or DEFAULT_MAX_NEW_FRAMES,
-            "seed": 0 if seed is None else seed,
-        }
-        if temperature is not None:
-            forward_params["temperature"] = temperature
-        if stop_threshold is not None:
-            forward_params["stop_threshold"] = stop_threshold
-        return {}, forward_params, {"return_mel": bool(return_mel)}
+        given = {**(generate_kwargs or {}), **(forward_params or {})}
+        unknown = sorted(set(given) - set(SPEECH_OPTIONS))
+        if unknown:
+            raise TypeError(f"generate_speech takes {list(SPEECH_OPTIONS)} as forward_params, not {unknown}.")
+        keywords = {"max_new_frames": max_new_frames, "temperature": temperature, "stop_threshold": stop_threshold}
+        keywords = {key: value for key, value in {**keywords, "seed": seed}.items() if value is not None}
+        twice = sorted(set(keywords) & set(given))
+        if twice or set(forward_params or {}) & set(generate_kwargs or {}):
+            raise ValueError(
+                f"Speech option(s) {twice or sorted(set(forward_params) & set(generate_kwargs))} given twice."
+            )
+        options = {"max_new_frames": DEFAULT_MAX_NEW_FRAMES, "seed": 0, **given, **keywords}
+        return {}, options, {"return_mel": bool(return_mel)}
 
     def preprocess(self, text: str) -> dict:
         if not isinstance(text, str) or not text.strip():

@@ -144,13 +144,14 @@ def test_a_text_loss_on_the_code_embeddings_trains_the_encoder():
 def test_sampling_draws_codes_from_the_prior_and_decodes_them():
     module = latent()
     hidden = torch.randn(3, D)
-    codes, patch, stop = module.sample(hidden, temperature=0)
+    step = module.sample(hidden, temperature=0)
+    codes, patch, stop = step.codes, step.patch, step.stop_logit
     assert torch.equal(codes.argmax(-1), module.prior_logits(hidden).argmax(-1))
     assert patch.shape == (3, R * M)
     assert stop.shape == (3,)
     torch.testing.assert_close(patch, module.decode(codes, hidden))
-    first = module.sample(hidden, 1.0, torch.Generator().manual_seed(0))[0]
-    assert torch.equal(first, module.sample(hidden, 1.0, torch.Generator().manual_seed(0))[0])
+    first = module.sample(hidden, 1.0, torch.Generator().manual_seed(0)).codes
+    assert torch.equal(first, module.sample(hidden, 1.0, torch.Generator().manual_seed(0)).codes)
 
 
 def test_bad_settings_are_refused():

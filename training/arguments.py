@@ -16,6 +16,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from modeling_mel_llm import MelLossWeights
+from modeling_mel_llm.discrete_latent import LatentLossWeights, LatentTraining
 from training.corpus.defaults import (
     DEFAULT_NUM_EVAL,
     DEFAULT_NUM_TRAIN,
@@ -109,6 +110,24 @@ class ModelArguments:
         },
     )
 
+    latent_config: dict | None = field(
+        default=None,
+        metadata={
+            "help": "MELD's discrete latents (MelLLMConfig fields), e.g. {speech_latent: discrete, latent_codes: 256, "
+            "latent_groups: 8, asr_input: latent}; None = the paper's continuous path"
+        },
+    )
+    latent_estimator: str = field(
+        default="marginal", metadata={"help": "E_q of the discrete TTS loss: marginal (exact sum) | gumbel"}
+    )
+    latent_temperature: list[float] = field(
+        default_factory=lambda: [1.0, 1.0],
+        metadata={"help": "[start, end] Gumbel-softmax temperature, annealed geometrically over the run"},
+    )
+    latent_prior_weight: float = field(default=1.0, metadata={"help": "weight of E_q[-log prior(z)]"})
+    latent_entropy_weight: float = field(default=1.0, metadata={"help": "weight of the posterior entropy H(q)"})
+    latent_reconstruction_weight: float = field(default=1.0, metadata={"help": "weight of E_q[-log p(x|z)]"})
+
     label_logits_only: bool = field(
         default=True,
         metadata={
@@ -120,6 +139,19 @@ class ModelArguments:
     def loss_weights(self) -> MelLossWeights:
         """How the model weighs its TTS loss in this run (checked on construction, with the field named)."""
         return MelLossWeights(self.tts_loss_weight, self.tts_kl_weight, self.tts_stop_weight, self.tts_stop_pos_weight)
+
+    def latent_training(self) -> LatentTraining:
+        """The discrete path's training choices at the start of the run (the temperature then anneals)."""
+        if len(self.latent_temperature) != 2:
+            raise ValueError(f"latent_temperature must be [start, end], got {self.latent_temperature}.")
+        weights = LatentLossWeights(
+            self.latent_prior_weight,
+            self.latent_entropy_weight,
+            self.latent_reconstruction_weight,
+            self.tts_stop_weight,
+            self.tts_stop_pos_weight,
+        )
+        return LatentTraining(weights, self.latent_estimator, self.latent_temperature[0])
 
 
 @dataclass

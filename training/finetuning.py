@@ -43,7 +43,8 @@ def apply_finetuning(model: MelLLMForSpeechLM, args: ModelArguments):
     if args.train_layers is not None and not all(0 <= i < num_layers for i in args.train_layers):
         raise ValueError(f"train_layers={args.train_layers} must index the backbone's {num_layers} layers.")
     if args.finetune == "lora":
-        head = ("mel_head",) if model.mel_head is not None else ()  # a new module: it trains fully, as the front end
+        # New modules train fully, as the front end does.
+        head = tuple(name for name in ("mel_head", "speech_latent") if getattr(model, name) is not None)
         return get_peft_model(model, lora_config(args, head))
     if args.finetune == "frontend":
         model.language_model.requires_grad_(False)

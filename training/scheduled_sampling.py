@@ -18,7 +18,9 @@ def mix_in_own_predictions(model: MelLLMForSpeechLM, batch: dict, probability: f
     if not 0.0 <= probability <= 1.0:
         raise ValueError(f"tts_scheduled_sampling must be within [0, 1], got {probability}.")
     mel_targets = batch["mel_targets"]
-    mel_target_mask = tts_target_mask(model.mel_head, batch["input_ids"], mel_targets, batch.get("mel_target_mask"))
+    mel_target_mask = tts_target_mask(
+        model.config.tts_head, batch["input_ids"], mel_targets, batch.get("mel_target_mask")
+    )
     step, patch_mask, _ = model.predict_patches(
         batch["input_ids"],
         batch.get("attention_mask"),
@@ -28,7 +30,8 @@ def mix_in_own_predictions(model: MelLLMForSpeechLM, batch: dict, probability: f
         batch.get("input_features"),
         batch.get("input_features_mask"),
     )
-    frames = model.audio_frontend.norm.denormalize(model.mel_head.to_frames(step.patch))  # what generation feeds
+    patches = step.patch.reshape(len(step.patch), -1, model.config.num_mel_bins)
+    frames = model.audio_frontend.norm.denormalize(patches)  # what generation feeds
     chosen = torch.rand(patch_mask.shape, device=patch_mask.device) < probability
     chosen = chosen.repeat_interleave(model.config.frames_per_patch, dim=1)[:, : mel_targets.shape[1]]
     replace = (chosen & mel_target_mask)[..., None]

@@ -102,6 +102,21 @@ class EpochCallback(TrainerCallback):
         self.dataset.epoch = int(state.epoch or 0)
 
 
+class LatentTemperatureCallback(TrainerCallback):
+    """Anneal the discrete path's Gumbel temperature geometrically from `start` to `end` over the run's steps."""
+
+    def __init__(self, start: float, end: float):
+        if start <= 0 or end <= 0:
+            raise ValueError(f"latent_temperature must be positive, got [{start}, {end}].")
+        self.start, self.end = start, end
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        latent_training = getattr(model, "latent_training", None)  # PEFT wrappers forward attributes
+        if latent_training is not None:
+            progress = state.global_step / max(1, state.max_steps)
+            latent_training.temperature = self.start * (self.end / self.start) ** progress
+
+
 def tts_layout(model_args: ModelArguments) -> dict:
     """How a new processor lays out TTS rows (unset flags: the defaults)."""
     return {
@@ -113,7 +128,8 @@ def tts_layout(model_args: ModelArguments) -> dict:
 def audio_sizes(model_args: ModelArguments) -> dict:
     """The audio-path sizes the recipe sets; unset ones keep their owner's default (config, or tiny.py)."""
     names = ("conv_channels", "conv_output_size", "conformer_layers", "conformer_attention_heads", "conformer_ffn_dim")
-    return {name: getattr(model_args, name) for name in names if getattr(model_args, name) is not None}
+    sizes = {name: getattr(model_args, name) for name in names if getattr(model_args, name) is not None}
+    return {**sizes, **(model_args.latent_config or {})}
 
 
 def build_processor_and_model(
@@ -213,22 +229,26 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
     augment = augment_config(data_args)
     data = load_training_data(data_args, augment, seed=training_args.seed)
     processor, model = build_processor_and_model(model_args, data.train_texts)
-    if data_args.tts_ratio > 0 and model.mel_head is None:
+    if data_args.tts_ratio > 0 and not model.config.tts_head:
         raise ValueError("tts_ratio > 0 needs a model with a mel head: set tts_head: true (or init_from one).")
     if training_args.label_smoothing_factor > 0 and data_args.tts_ratio > 0:
         raise ValueError("label_smoothing_factor smooths the text loss only; it cannot be combined with tts_ratio.")
     if data_args.pack_sequences and data_args.tts_ratio > 0:
         raise ValueError("pack_sequences packs ASR rows only: it cannot be combined with tts_ratio.")
-    if model_args.tts_scheduled_sampling > 0 and model.mel_head is None:
+    if model_args.tts_scheduled_sampling > 0 and not model.config.tts_head:
         raise ValueError("tts_scheduled_sampling needs a model with a mel head (tts_head: true, or init_from one).")
-    model.tts_loss_weights = model_args.loss_weights()
+    model.tts_loss_weights, model.latent_training = model_args.loss_weights(), model_args.latent_training()
     model.label_logits_only = model_args.label_logits_only
     if not model_args.init_from and data.has_length:
         fit_normalization(model, processor, data)
     if model_args.finetune == "lora" and training_args.process_index == 0:
         model.save_pretrained(Path(training_args.output_dir) / "base")  # what the unmerged adapter applies to
         processor.save_pretrained(Path(training_args.output_dir) / "base")
-    callbacks = [EpochCallback(data.train), *extra_callbacks]
+    callbacks = [
+        EpochCallback(data.train),
+        LatentTemperatureCallback(*model_args.latent_temperature),
+        *extra_callbacks,
+    ]
     model = apply_finetuning(model, model_args)
 
     collator = MelLLMDataCollator(

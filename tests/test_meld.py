@@ -1,0 +1,195 @@
+"""MELD mode (`MelLLMConfig(speech_latent="discrete")`): codes in for ASR and TTS, codes out when speaking."""
+
+import numpy as np
+import pytest
+import torch
+
+from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
+from modeling_mel_llm.discrete_latent import LatentTraining
+from tests.conftest import overfit, overfit_tts
+from tests.test_training import losses_from_log, run_args, small_manifests  # noqa: F401  (fixture)
+from training.arguments import ModelArguments
+from training.finetuning import apply_finetuning
+from training.tiny import build_tiny_model, tiny_text_config
+
+
+LATENT = {"speech_latent": "discrete", "latent_codes": 16, "latent_encoder_channels": 32}
+
+
+def meld_model(processor, tts: bool = True, seed: int = 0, **latent) -> MelLLMForSpeechLM:
+    torch.manual_seed(seed)
+    head = {"tts_head": True} if tts else False
+    return build_tiny_model(processor, audio_overrides={**LATENT, **latent}, tts_head=head)
+
+
+@pytest.fixture(scope="module")
+def meld_tts(processor, tts_clips):
+    model = meld_model(processor)
+    history = overfit_tts(model, processor, *tts_clips, steps=150)
+    return model, history
+
+
+def test_discrete_config_defaults_to_one_code_per_frame_and_checks_its_fields():
+    config = MelLLMConfig(text_config=tiny_text_config(), frames_per_patch=4, speech_latent="discrete")
+    assert config.latent_groups == 4
+    assert MelLLMConfig(text_config=tiny_text_config()).latent_groups is None  # continuous: no latent fields in use
+    for kwargs, message in [
+        ({"speech_latent": "vq"}, "speech_latent='vq'"),
+        ({"speech_latent": "discrete", "latent_groups": 3}, "latent_groups=3 must be a positive divisor"),
+        ({"speech_latent": "discrete", "latent_codes": 1}, "latent_codes must be >= 2"),
+        ({"asr_input": "codes"}, "asr_input='codes'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            MelLLMConfig(text_config=tiny_text_config(), frames_per_patch=4, **kwargs)
+    with pytest.raises(ValueError, match="latent_estimator='sum'"):
+        LatentTraining(estimator="sum")
+
+
+def test_asr_reads_the_codes_so_the_text_loss_trains_the_encoder(processor, fsdd_batch):
+    model = meld_model(processor, tts=False).train()
+    assert model.mel_head is None
+    batch = processor(audio=fsdd_batch[0], sampling_rate=16_000, text_target=fsdd_batch[1])
+    model(**batch).loss.backward()
+    assert model.speech_latent.encoder.to_logits.weight.grad.abs().sum() > 0
+    assert model.speech_latent.code_embeddings.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.multi_modal_projector.parameters())  # the mel path is not read
+
+
+def test_the_mel_ablation_reads_patches_through_the_projector(processor, fsdd_batch):
+    model = meld_model(processor, tts=False, asr_input="mel").train()
+    batch = processor(audio=fsdd_batch[0], sampling_rate=16_000, text_target=fsdd_batch[1])
+    model(**batch).loss.backward()
+    assert all(p.grad is not None for p in model.multi_modal_projector.parameters())
+    assert model.speech_latent.encoder.to_logits.weight.grad is None
+
+
+def test_a_discrete_model_learns_to_transcribe(processor, fsdd_batch):
+    model = meld_model(processor, tts=False)
+    assert overfit(model, processor, *fsdd_batch, max_steps=300) < 0.05
+    model.eval()
+    inputs = processor(audio=fsdd_batch[0], sampling_rate=16_000, return_tensors="pt")
+    tokens = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert processor.batch_decode(tokens, skip_special_tokens=True) == fsdd_batch[1]
+
+
+def test_every_tts_loss_term_is_returned_and_the_objective_falls(meld_tts):
+    _, history = meld_tts
+    assert set(history[0]) == {"total", "prior", "entropy", "reconstruction", "stop"}
+    assert history[-1]["total"] < history[0]["total"] - 1.0
+    assert history[-1]["reconstruction"] < history[0]["reconstruction"]
+    assert history[-1]["stop"] < 0.3 * history[0]["stop"]
+
+
+def test_speech_is_sampled_as_codes_and_is_the_same_alone_or_in_a_batch(meld_tts, processor, tts_clips):
+    model, _ = meld_tts
+    texts = tts_clips[1]
+    both = model.generate_speech(**processor.tts_inputs(texts), max_new_frames=200, seed=3)
+    alone = model.generate_speech(**processor.tts_inputs(texts[1:]), max_new_frames=200, seed=3)
+    length = int(alone.mel_lengths[0])
+    assert int(both.mel_lengths[1]) == length
+    torch.testing.assert_close(both.mel_features[1, :length], alone.mel_features[0, :length])
+    greedy = [model.generate_speech(**processor.tts_inputs(texts), max_new_frames=200, temperature=0) for _ in "ab"]
+    torch.testing.assert_close(greedy[0].mel_features, greedy[1].mel_features)
+    assert greedy[0].mel_features.shape[-1] == 80
+
+
+def test_greedy_speech_stops_near_the_learned_length(meld_tts, processor, tts_clips):
+    model, _ = meld_tts
+    clips, texts = tts_clips
+    speech = model.generate_speech(**processor.tts_inputs(texts), max_new_frames=400, temperature=0)
+    learned = [8 * -(-processor.feature_extractor.num_frames(len(c)) // 8) for c in clips]
+    assert [abs(n - m) <= 8 for n, m in zip(speech.mel_lengths.tolist(), learned, strict=True)] == [True, True]
+
+
+def test_teacher_forcing_and_scheduled_sampling_work_on_codes(meld_tts, processor, tts_clips):
+    from training.scheduled_sampling import mix_in_own_predictions
+
+    model, _ = meld_tts
+    batch = processor.tts_inputs(tts_clips[1], audio=tts_clips[0], sampling_rate=16_000)
+    forced = model.teacher_forced_speech(**batch)
+    assert forced.mel_features.shape == batch["mel_targets"].shape
+    mixed = mix_in_own_predictions(model, dict(batch), probability=1.0)
+    assert mixed.shape == batch["mel_targets"].shape
+    assert not torch.equal(mixed, batch["mel_targets"])
+
+
+def test_the_discrete_model_round_trips_through_save_and_auto_loading(meld_tts, processor, tts_clips, tmp_path):
+    from transformers import AutoModel
+
+    model, _ = meld_tts
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert (tmp_path / "discrete_latent.py").is_file()
+    loaded = AutoModel.from_pretrained(tmp_path, trust_remote_code=True).eval()
+    assert type(loaded).__name__ == "MelLLMForSpeechLM"
+    assert loaded.config.speech_latent == "discrete"
+    inputs = processor.tts_inputs(tts_clips[1])
+    expected = model.generate_speech(**inputs, max_new_frames=120, seed=0).mel_features
+    torch.testing.assert_close(loaded.generate_speech(**inputs, max_new_frames=120, seed=0).mel_features, expected)
+
+
+def test_lora_trains_the_discrete_module_fully(processor):
+    model = apply_finetuning(meld_model(processor), ModelArguments(finetune="lora", lora_r=4, lora_alpha=8))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert any("speech_latent.modules_to_save" in name and "codebook" in name for name in trainable)
+
+
+def test_both_pipelines_run_a_saved_discrete_model(meld_tts, processor, tts_clips, tmp_path):
+    from transformers import pipeline
+
+    from training.tools.push_to_hub import save_for_hub
+
+    model, _ = meld_tts
+    save_for_hub(model, processor, tmp_path, repo_id="mel-llm/tiny-meld-test", license="apache-2.0")
+    tts = pipeline("text-to-speech", model=str(tmp_path), trust_remote_code=True)
+    spoken = tts(tts_clips[1][0], forward_params={"temperature": 0})
+    expected = model.generate_speech(**processor.tts_inputs(tts_clips[1][:1]), temperature=0)
+    assert spoken["sampling_rate"] == 16_000
+    assert len(spoken["audio"]) == (int(expected.mel_lengths[0]) - 1) * 160 + 400
+    asr = pipeline("automatic-speech-recognition", model=str(tmp_path), trust_remote_code=True)
+    assert isinstance(asr(tts_clips[0][0])["text"], str)
+    with pytest.raises(TypeError, match=r"forward_params, not \['top_k'\]"):
+        tts("zero", forward_params={"top_k": 5})
+    with pytest.raises(ValueError, match=r"\['temperature'\] given twice"):
+        tts("zero", temperature=0, forward_params={"temperature": 1})
+
+
+def test_a_meld_run_trains_asr_and_tts_with_an_annealed_gumbel_temperature(small_manifests, tmp_path):  # noqa: F811
+    from training.tools.tts import load_tts_pipeline
+    from training.train import build_run, main
+
+    extra = [
+        "--max_steps=8",
+        "--tts_head=true",
+        "--tts_ratio=0.5",
+        "--latent_config={speech_latent: discrete, latent_codes: 32, latent_groups: 4}",
+        "--latent_estimator=gumbel",
+        "--latent_temperature=[2.0,0.5]",
+    ]
+    run = build_run(run_args(small_manifests, tmp_path / "built", *extra))
+    assert run.trainer.model.latent_training.estimator == "gumbel"
+    results = main(run_args(small_manifests, tmp_path / "run", *extra))
+    assert set(results["sets"]) == {"test"}
+    assert all(np.isfinite(losses_from_log(tmp_path / "run")))
+    tts = load_tts_pipeline(tmp_path / "run")
+    assert tts.model.config.speech_latent == "discrete"
+    assert tts.model.config.latent_groups == 4
+    assert len(tts("one", max_new_frames=40)["audio"]) > 0
+
+
+def test_the_gumbel_temperature_anneals_geometrically(processor):
+    from transformers import TrainerState
+
+    from training.train import LatentTemperatureCallback
+
+    model = meld_model(processor)
+    callback = LatentTemperatureCallback(2.0, 0.5)
+    state = TrainerState(max_steps=10)
+    temperatures = []
+    for step in (0, 5, 10):
+        state.global_step = step
+        callback.on_step_begin(None, state, None, model=model)
+        temperatures.append(model.latent_training.temperature)
+    assert temperatures == pytest.approx([2.0, 1.0, 0.5])
+    with pytest.raises(ValueError, match="latent_temperature must be positive"):
+        LatentTemperatureCallback(1.0, 0.0)
