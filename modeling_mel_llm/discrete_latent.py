@@ -235,15 +235,30 @@ class MelLLMDiscreteLatent(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, hidden: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        hidden: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        logits_processor=None,
+        history: list[torch.Tensor] | None = None,
     ) -> LatentStep:
-        """One generation step from (…, D) states: codes drawn from the prior (argmax at temperature 0), their
-        decoded patch and the stop logit."""
+        """
+        One generation step from (…, D) states: codes drawn from the prior (argmax at temperature 0), their
+        decoded patch and the stop logit. `logits_processor` (transformers' `LogitsProcessorList`) filters one row's
+        (G, K) scores, with `history` (that row's earlier (G,) codes) as each group's input ids.
+        """
         logits = self.prior_logits(hidden)
+        logits = logits / temperature if temperature > 0 else logits
+        if logits_processor is not None:  # after the temperature: the penalty commutes with it, top-k/p follow it
+            if logits.shape[:-2].numel() != 1:
+                raise ValueError("Logits processors filter one row's codes at a time.")
+            earlier = torch.stack(history, -1) if history else logits.new_zeros(self.groups, 0, dtype=torch.long)
+            scores = logits.reshape(self.groups, self.codes)
+            logits = logits_processor(earlier, scores).reshape(logits.shape)
         if temperature == 0:
             index = logits.argmax(-1)
         else:
-            probs = (logits / temperature).softmax(-1)
+            probs = logits.softmax(-1)
             index = torch.multinomial(probs.flatten(0, -2), 1, generator=generator).view(probs.shape[:-1])
         codes = F.one_hot(index, self.codes).to(hidden.dtype)
         return LatentStep(codes, self.decode(codes, hidden), self.stop_proj(hidden).squeeze(-1))

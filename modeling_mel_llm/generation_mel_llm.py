@@ -17,6 +17,7 @@ from transformers.utils import ModelOutput
 
 from .discrete_latent import LatentStep
 from .mel_head import MelHeadStep, audio_batch_with_tts_rows, predictor_states, tts_target_mask
+from .speech_options_mel_llm import SpeechGenerationOptions
 
 
 @dataclass
@@ -27,29 +28,6 @@ class MelLLMSpeechOutput(ModelOutput):
     mel_features: torch.FloatTensor | None = None
     mel_lengths: torch.LongTensor | None = None
     stop_probabilities: torch.FloatTensor | None = None
-
-
-@dataclass(frozen=True)
-class SpeechGenerationOptions:
-    """How `generate_speech` samples and when it stops (see its docstring for each field)."""
-
-    max_new_frames: int = 1000
-    temperature: float = 1.0
-    stop_threshold: float = 0.5
-    min_new_frames: int = 0
-    seed: int | None = None
-    max_frames_per_word: int = 300
-
-    def __post_init__(self) -> None:
-        if self.max_new_frames < 1:
-            raise ValueError(f"max_new_frames must be positive, got {self.max_new_frames}.")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}.")
-        if self.min_new_frames < 0 or self.max_frames_per_word < 1:
-            raise ValueError(
-                f"min_new_frames must be >= 0 and max_frames_per_word positive, got {self.min_new_frames} and "
-                f"{self.max_frames_per_word}."
-            )
 
 
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -83,6 +61,7 @@ class _Row:
     interleaved: bool
     pending: list[int] = field(default_factory=list)  # tokens of the next word still to read
     patches: list[torch.Tensor] = field(default_factory=list)  # (F,) each, CMVN space
+    codes: list[torch.Tensor] = field(default_factory=list)  # (G,) code indices each (discrete latents)
     stops: list[torch.Tensor] = field(default_factory=list)
     in_word: int = 0
     done: bool = False
@@ -106,6 +85,9 @@ class MelLLMSpeechGenerationMixin:
         min_new_frames: int = 0,
         seed: int | None = None,
         max_frames_per_word: int = 300,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float | None = None,
     ) -> MelLLMSpeechOutput:
         r"""
         Speak the text prompt(s) autoregressively: each step samples the next patch from the mel head, feeds it back
@@ -122,6 +104,9 @@ class MelLLMSpeechGenerationMixin:
             seed (`int`, *optional*): seeds one noise generator per row, so a clip is the same alone or in a batch.
             max_frames_per_word (`int`, defaults to 300): with words and speech interleaved (one placeholder per
                 word), a word whose stop never comes ends after this many frames.
+            top_k, top_p, repetition_penalty (*optional*): discrete latents only (`speech_latent="discrete"`): the
+                prior's codes are drawn through transformers' logits processors, each group penalised for the codes
+                it already chose (MELD's demo: top-k 60, top-p 0.9 and a repetition penalty).
 
         Returns:
             [`MelLLMSpeechOutput`] with `mel_features` (B, T, M), `mel_lengths` (B,) and `stop_probabilities`.
@@ -136,8 +121,18 @@ class MelLLMSpeechGenerationMixin:
         ```
         """
         options = SpeechGenerationOptions(
-            max_new_frames, temperature, stop_threshold, min_new_frames, seed, max_frames_per_word
+            max_new_frames,
+            temperature,
+            stop_threshold,
+            min_new_frames,
+            seed,
+            max_frames_per_word,
+            top_k,
+            top_p,
+            repetition_penalty,
         )
+        if self.speech_latent is None and options.code_processors() is not None:
+            raise ValueError("top_k, top_p and repetition_penalty sample discrete codes (speech_latent='discrete').")
         self._require_mel_head()
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -157,7 +152,7 @@ class MelLLMSpeechGenerationMixin:
         hidden = self.final_hidden(self.get_input_embeddings()(prompt_ids), mask, position_ids, cache)[:, -1]
         while True:
             speaking = [row.speaking for row in rows]
-            step = self._next_patch(hidden, speaking, generators, options.temperature)
+            step = self._next_patch(hidden, rows, speaking, generators, options)
             next_tokens = self._advance_rows(rows, speaking, step, options, max_patches, pad_id)
             if all(row.done for row in rows):
                 break
@@ -167,12 +162,16 @@ class MelLLMSpeechGenerationMixin:
             hidden = self.final_hidden(embeds.to(hidden.dtype), mask, position_ids, cache)[:, -1]
         return self._collect_speech(rows, options.max_new_frames)
 
-    def _next_patch(self, hidden, speaking: list[bool], generators, temperature: float) -> MelHeadStep | LatentStep:
+    def _next_patch(self, hidden, states, speaking: list[bool], generators, options) -> MelHeadStep | LatentStep:
         """Each row's next patch from its (B, D) state, drawn with the row's own generator (so a clip is the same
         alone or in a batch): the mel head's latent noise, or codes from the discrete prior."""
-        rows = range(len(speaking))
+        rows, temperature = range(len(speaking)), options.temperature
         if self.speech_latent is not None:
-            steps = [self.speech_latent.sample(hidden[r : r + 1], temperature, generators[r]) for r in rows]
+            processors = options.code_processors()
+            steps = [
+                self.speech_latent.sample(hidden[r : r + 1], temperature, generators[r], processors, states[r].codes)
+                for r in rows
+            ]
             return LatentStep(
                 *(torch.cat([getattr(s, name) for s in steps]) for name in ("codes", "patch", "stop_logit"))
             )
@@ -213,6 +212,8 @@ class MelLLMSpeechGenerationMixin:
         for r, row in enumerate(rows):
             if speaking[r]:
                 row.patches.append(step.patch[r])
+                if isinstance(step, LatentStep):
+                    row.codes.append(step.codes[r].argmax(-1))
                 row.stops.append(stop[r])
                 row.in_word += 1
                 last_word = not row.upcoming

@@ -13,7 +13,17 @@ from .vocoder_mel_llm import load_vocoder
 
 
 DEFAULT_MAX_NEW_FRAMES = 1000  # 10 s of speech
-SPEECH_OPTIONS = ("max_new_frames", "temperature", "stop_threshold", "min_new_frames", "seed", "max_frames_per_word")
+SPEECH_OPTIONS = (
+    "max_new_frames",
+    "temperature",
+    "stop_threshold",
+    "min_new_frames",
+    "seed",
+    "max_frames_per_word",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+)
 
 
 class MelLLMTextToSpeechPipeline(Pipeline):

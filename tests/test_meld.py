@@ -148,8 +148,9 @@ def test_both_pipelines_run_a_saved_discrete_model(meld_tts, processor, tts_clip
     assert len(spoken["audio"]) == (int(expected.mel_lengths[0]) - 1) * 160 + 400
     asr = pipeline("automatic-speech-recognition", model=str(tmp_path), trust_remote_code=True)
     assert isinstance(asr(tts_clips[0][0])["text"], str)
-    with pytest.raises(TypeError, match=r"forward_params, not \['top_k'\]"):
-        tts("zero", forward_params={"top_k": 5})
+    with pytest.raises(TypeError, match=r"forward_params, not \['num_beams'\]"):
+        tts("zero", forward_params={"num_beams": 5})
+    assert len(tts("zero", forward_params={"top_k": 1, "max_new_frames": 40})["audio"]) > 0
     with pytest.raises(ValueError, match=r"\['temperature'\] given twice"):
         tts("zero", temperature=0, forward_params={"temperature": 1})
 
@@ -193,3 +194,24 @@ def test_the_gumbel_temperature_anneals_geometrically(processor):
     assert temperatures == pytest.approx([2.0, 1.0, 0.5])
     with pytest.raises(ValueError, match="latent_temperature must be positive"):
         LatentTemperatureCallback(1.0, 0.0)
+
+
+def test_codes_are_drawn_through_transformers_logits_processors(meld_tts, processor, tts_clips, tts_model):
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    model, _ = meld_tts
+    inputs = processor.tts_inputs(tts_clips[1])
+    greedy = model.generate_speech(**inputs, max_new_frames=120, temperature=0)
+    top_one = model.generate_speech(**inputs, max_new_frames=120, top_k=1, seed=5)  # sampling, but from one code
+    torch.testing.assert_close(top_one.mel_features, greedy.mel_features)
+    nucleus = model.generate_speech(**inputs, max_new_frames=120, top_p=0.9, repetition_penalty=1.3, seed=5)
+    assert nucleus.mel_features.shape[-1] == 80
+    hidden = torch.randn(1, model.config.hidden_size)
+    best = model.speech_latent.sample(hidden, temperature=0).codes.argmax(-1)[0]  # (G,)
+    never_again = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1e9)])
+    penalised = model.speech_latent.sample(hidden, 0, None, never_again, [best]).codes.argmax(-1)[0]
+    assert (penalised != best).all()
+    with pytest.raises(ValueError, match="sample discrete codes"):
+        tts_model[0].generate_speech(**inputs, top_k=5)  # the continuous head has no codes to filter
+    with pytest.raises(ValueError, match=r"top_p within \(0, 1\]"):
+        model.generate_speech(**inputs, top_p=0.0)
