@@ -147,6 +147,16 @@ class MelLLMDiscreteLatent(nn.Module):
         patches = F.pad(frames, (0, 0, 0, -frames.shape[1] % self.encoder.frames_per_patch))
         return self.embed(straight_through(logits)), patch_mask, patches.reshape(*patch_mask.shape, -1)
 
+    @torch.no_grad()
+    def code_perplexity(self, frames: torch.Tensor, mask: torch.Tensor) -> float:
+        """How many codes each group really uses on these frames: exp of the entropy of its argmax-code histogram
+        over the real patches, averaged over groups (1 = collapse onto one code, K = all used equally)."""
+        logits, patch_mask = self.encode(frames, mask)
+        counts = F.one_hot(logits[patch_mask].argmax(-1), self.codes).sum(0).float()  # (G, K)
+        usage = counts / counts.sum(-1, keepdim=True).clamp(min=1)
+        entropy = -(usage * usage.clamp(min=1e-12).log()).sum(-1)
+        return float(entropy.exp().mean())
+
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         """(…, G, K) one-hot (or straight-through) codes → (…, D): the sum of each group's code embedding."""
         return torch.einsum("...gk,gkd->...d", codes.to(self.code_embeddings.dtype), self.code_embeddings)

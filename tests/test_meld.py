@@ -215,3 +215,17 @@ def test_codes_are_drawn_through_transformers_logits_processors(meld_tts, proces
         tts_model[0].generate_speech(**inputs, top_k=5)  # the continuous head has no codes to filter
     with pytest.raises(ValueError, match=r"top_p within \(0, 1\]"):
         model.generate_speech(**inputs, top_p=0.0)
+
+
+def test_asr_codes_are_deterministic_in_eval_mode_and_their_perplexity_counts_the_codes_in_use(processor, fsdd_batch):
+    model = meld_model(processor, tts=False).eval()
+    batch = processor(audio=fsdd_batch[0], sampling_rate=16_000, return_tensors="pt")
+    first = model.get_audio_features(batch["input_features"], batch["input_features_mask"]).last_hidden_state
+    again = model.get_audio_features(batch["input_features"], batch["input_features_mask"]).last_hidden_state
+    assert torch.equal(first, again)
+    features, mask = model.audio_frontend.norm(batch["input_features"]), batch["input_features_mask"].bool()
+    assert 1.0 < model.speech_latent.code_perplexity(features, mask) <= 16
+    with torch.no_grad():  # every patch on one code: perplexity 1
+        model.speech_latent.encoder.to_logits.weight.zero_()
+        model.speech_latent.encoder.to_logits.bias.copy_(torch.arange(16.0))
+    assert model.speech_latent.code_perplexity(features, mask) == pytest.approx(1.0)
