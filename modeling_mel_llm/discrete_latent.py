@@ -34,9 +34,10 @@ class LatentLossWeights:
     reconstruction: float = 1.0
     stop: float = 1.0
     stop_pos_weight: float = 20.0
+    usage: float = 1.0  # without it the codes collapse onto a few (docs/RESULTS.md, section 14)
 
     def __post_init__(self) -> None:
-        for name in ("prior", "entropy", "reconstruction", "stop"):
+        for name in ("prior", "entropy", "reconstruction", "stop", "usage"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LatentLossWeights.{name} must be >= 0, got {getattr(self, name)}.")
         if self.stop_pos_weight <= 0:
@@ -234,14 +235,23 @@ class MelLLMDiscreteLatent(nn.Module):
             "entropy": per_patch(-(q * log_q).sum(-1)),
             "reconstruction": per_patch(reconstruction),
             "stop": (stop * valid).sum() / count,
+            "usage": self._usage_entropy(q, valid),
         }
         total = (
             weights.prior * terms["prior"]
             - weights.entropy * terms["entropy"]
             + weights.reconstruction * terms["reconstruction"]
             + weights.stop * terms["stop"]
+            - weights.usage * terms["usage"]
         )
         return total, terms
+
+    @staticmethod
+    def _usage_entropy(q: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Entropy of the batch's average posterior, summed over groups: high when the patches spread over many
+        codes (wav2vec 2.0's diversity term; its weight `usage` keeps codes from collapsing onto a few)."""
+        average = (q * valid[..., None, None]).sum((0, 1)) / valid.sum().clamp(min=1.0)  # (G, K)
+        return -(average * average.clamp(min=1e-12).log()).sum()
 
     @torch.no_grad()
     def sample(

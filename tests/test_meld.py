@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
-from modeling_mel_llm.discrete_latent import LatentTraining
+from modeling_mel_llm.discrete_latent import LatentLossWeights, LatentTraining
 from tests.conftest import overfit, overfit_tts
 from tests.test_training import losses_from_log, run_args, small_manifests  # noqa: F401  (fixture)
 from training.arguments import ModelArguments
@@ -74,7 +74,7 @@ def test_a_discrete_model_learns_to_transcribe(processor, fsdd_batch):
 
 def test_every_tts_loss_term_is_returned_and_the_objective_falls(meld_tts):
     _, history = meld_tts
-    assert set(history[0]) == {"total", "prior", "entropy", "reconstruction", "stop"}
+    assert set(history[0]) == {"total", "prior", "entropy", "reconstruction", "stop", "usage"}
     assert history[-1]["total"] < history[0]["total"] - 1.0
     assert history[-1]["reconstruction"] < history[0]["reconstruction"]
     assert history[-1]["stop"] < 0.3 * history[0]["stop"]
@@ -229,3 +229,30 @@ def test_asr_codes_are_deterministic_in_eval_mode_and_their_perplexity_counts_th
         model.speech_latent.encoder.to_logits.weight.zero_()
         model.speech_latent.encoder.to_logits.bias.copy_(torch.arange(16.0))
     assert model.speech_latent.code_perplexity(features, mask) == pytest.approx(1.0)
+
+
+def test_joint_training_keeps_the_codes_in_use(processor, fsdd_rows):
+    """200 joint ASR + TTS steps on real FSDD speech: more than 8 codes per group in use (no collapse); without the
+    usage term the same run collapses onto fewer."""
+    from tests.conftest import load_fsdd_clip
+
+    rows = [r for r in fsdd_rows if r["fsdd_split"] == "train"][:16]
+    clips, texts = [load_fsdd_clip(r) for r in rows], [r["transcript"] for r in rows]
+    asr = processor(audio=clips, sampling_rate=16_000, text_target=texts)
+    tts = processor.tts_inputs(texts, audio=clips, sampling_rate=16_000)
+    perplexity = {}
+    for usage in (0.0, 1.0):
+        model = meld_model(processor, latent_codes=64)
+        model.latent_training = LatentTraining(LatentLossWeights(usage=usage))
+        model.fit_feature_normalization(asr["input_features"], asr["input_features_mask"])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        model.train()
+        for _ in range(200):
+            loss = model(**asr).loss + model(**tts).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        features = model.eval().audio_frontend.norm(asr["input_features"])
+        perplexity[usage] = model.speech_latent.code_perplexity(features, asr["input_features_mask"].bool())
+    assert perplexity[1.0] > 8
+    assert perplexity[1.0] > perplexity[0.0]

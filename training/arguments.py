@@ -127,6 +127,10 @@ class ModelArguments:
     latent_prior_weight: float = field(default=1.0, metadata={"help": "weight of E_q[-log prior(z)]"})
     latent_entropy_weight: float = field(default=1.0, metadata={"help": "weight of the posterior entropy H(q)"})
     latent_reconstruction_weight: float = field(default=1.0, metadata={"help": "weight of E_q[-log p(x|z)]"})
+    latent_usage_weight: float = field(
+        default=1.0,
+        metadata={"help": "weight of the entropy of the batch's average posterior (keeps codes from collapsing)"},
+    )
 
     label_logits_only: bool = field(
         default=True,
@@ -150,6 +154,7 @@ class ModelArguments:
             self.latent_reconstruction_weight,
             self.tts_stop_weight,
             self.tts_stop_pos_weight,
+            self.latent_usage_weight,
         )
         return LatentTraining(weights, self.latent_estimator, self.latent_temperature[0])
 
