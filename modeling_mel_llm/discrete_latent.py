@@ -246,6 +246,28 @@ class MelLLMDiscreteLatent(nn.Module):
         )
         return total, terms
 
+    def autoencoder_loss(
+        self, frames: torch.Tensor, mask: torch.Tensor, weights: LatentLossWeights
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Stage 1 of `two_stage` training: the same objective with no LLM (a zero state), so the prior is a unigram
+        (the prior head's bias) and the decoder reads the codes alone; no stop term. (B, T, M) CMVN frames."""
+        logits, patch_mask = self.encode(frames, mask)
+        targets = F.pad(
+            frames.masked_fill(~mask[..., None], 0), (0, 0, 0, -frames.shape[1] % self.encoder.frames_per_patch)
+        )
+        hidden = frames.new_zeros(*patch_mask.shape, self.prior_head.in_features)
+        stops = torch.where(patch_mask, 0, -1)
+        alone = LatentLossWeights(weights.prior, weights.entropy, weights.reconstruction, 0.0, usage=weights.usage)
+        return self.loss(logits, hidden, targets.reshape(*patch_mask.shape, -1), stops, alone)
+
+    def freeze_autoencoder(self) -> None:
+        """Stage 2 of `two_stage` training: the encoder and decoder keep their stage-1 weights; the LLM, the code
+        embeddings, the prior and the stop head learn on their codes."""
+        for module in (self.encoder, self.context):
+            module.requires_grad_(False)
+        self.codebook.requires_grad_(False)
+        self.log_sigma.requires_grad_(False)
+
     @staticmethod
     def _usage_entropy(q: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Entropy of the batch's average posterior, summed over groups: high when the patches spread over many

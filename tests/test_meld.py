@@ -169,6 +169,9 @@ def test_a_meld_run_trains_asr_and_tts_with_an_annealed_gumbel_temperature(small
     ]
     run = build_run(run_args(small_manifests, tmp_path / "built", *extra))
     assert run.trainer.model.latent_training.estimator == "gumbel"
+    two_stage = main(run_args(small_manifests, tmp_path / "two", *extra, "--latent_training=two_stage"))
+    assert set(two_stage["sets"]) == {"test"}
+    assert all(np.isfinite(losses_from_log(tmp_path / "two")))
     results = main(run_args(small_manifests, tmp_path / "run", *extra))
     assert set(results["sets"]) == {"test"}
     assert all(np.isfinite(losses_from_log(tmp_path / "run")))
@@ -256,3 +259,35 @@ def test_joint_training_keeps_the_codes_in_use(processor, fsdd_rows):
         perplexity[usage] = model.speech_latent.code_perplexity(features, asr["input_features_mask"].bool())
     assert perplexity[1.0] > 8
     assert perplexity[1.0] > perplexity[0.0]
+
+
+def test_two_stage_trains_the_autoencoder_alone_then_freezes_it(small_manifests, tmp_path):  # noqa: F811
+    """Stage 1: only the encoder and decoder learn (no LLM); stage 2: the text loss reaches the LLM and the code
+    embeddings, never the frozen encoder. Joint training's text loss does reach the encoder."""
+    from training.train import build_run
+
+    common = ["--max_steps=10", "--latent_config={speech_latent: discrete, latent_codes: 32}", "--tts_head=true"]
+    run = build_run(run_args(small_manifests, tmp_path / "two", *common, "--latent_training=two_stage"))
+    trainer, model = run.trainer, run.trainer.model
+    assert trainer.latent_stage1_steps == 3
+    batch = next(iter(trainer.get_train_dataloader()))
+    model.train()
+
+    def grads_after_step(step: int) -> tuple[bool, bool]:
+        model.zero_grad(set_to_none=True)
+        trainer.state.global_step = step
+        trainer.compute_loss(model, batch).backward()
+        encoder = any(p.grad is not None for p in model.speech_latent.encoder.parameters())
+        llm = any(p.grad is not None for p in model.language_model.parameters())
+        return encoder, llm
+
+    assert grads_after_step(0) == (True, False)
+    assert grads_after_step(3) == (False, True)
+    assert model.speech_latent.code_embeddings.grad is not None
+    joint = build_run(run_args(small_manifests, tmp_path / "joint", *common)).trainer
+    assert joint.latent_stage1_steps == 0
+    joint.model.train()
+    joint.compute_loss(joint.model, batch).backward()
+    assert any(p.grad is not None for p in joint.model.speech_latent.encoder.parameters())
+    with pytest.raises(ValueError, match="needs discrete latents"):
+        build_run(run_args(small_manifests, tmp_path / "bad", "--max_steps=4", "--latent_training=two_stage"))

@@ -117,6 +117,15 @@ class ModelArguments:
             "latent_groups: 8, asr_input: latent}; None = the paper's continuous path"
         },
     )
+    latent_training: str = field(
+        default="joint",
+        metadata={
+            "help": "joint (encoder and LM trained together) | two_stage (first latent_stage1_fraction of the steps: "
+            "encoder + decoder alone as a discrete autoencoder with a unigram prior; then frozen, the LM learns "
+            "on their codes)"
+        },
+    )
+    latent_stage1_fraction: float = field(default=0.3, metadata={"help": "two_stage: share of max_steps in stage 1"})
     latent_estimator: str = field(
         default="marginal", metadata={"help": "E_q of the discrete TTS loss: marginal (exact sum) | gumbel"}
     )
@@ -144,8 +153,12 @@ class ModelArguments:
         """How the model weighs its TTS loss in this run (checked on construction, with the field named)."""
         return MelLossWeights(self.tts_loss_weight, self.tts_kl_weight, self.tts_stop_weight, self.tts_stop_pos_weight)
 
-    def latent_training(self) -> LatentTraining:
+    def latent_objective(self) -> LatentTraining:
         """The discrete path's training choices at the start of the run (the temperature then anneals)."""
+        if self.latent_training not in ("joint", "two_stage"):
+            raise ValueError(f"latent_training={self.latent_training!r}; choose joint or two_stage.")
+        if not 0 < self.latent_stage1_fraction < 1:
+            raise ValueError(f"latent_stage1_fraction must be within (0, 1), got {self.latent_stage1_fraction}.")
         if len(self.latent_temperature) != 2:
             raise ValueError(f"latent_temperature must be [start, end], got {self.latent_temperature}.")
         weights = LatentLossWeights(

@@ -51,16 +51,25 @@ class MelLLMTrainer(Trainer):
         wer_sets: dict | None = None,
         generate_kwargs: dict | None = None,
         tts_scheduled_sampling: float = 0.0,
+        latent_stage1_steps: int = 0,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.latent_stage1_steps = latent_stage1_steps  # two_stage MELD: the discrete autoencoder's steps
         if self.label_smoother is not None and self.compute_loss_func is None:  # Trainer would not shift the labels
             self.compute_loss_func = ShiftedLabelSmoother(self.args.label_smoothing_factor)
         self.wer_sets, self.generate_kwargs = wer_sets or {}, generate_kwargs or {}
         self.tts_scheduled_sampling = tts_scheduled_sampling
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """With `tts_scheduled_sampling` > 0, TTS rows read a mix of recorded and self-predicted patches."""
+        """With `tts_scheduled_sampling` > 0, TTS rows read a mix of recorded and self-predicted patches; in stage 1
+        of two_stage MELD training only the discrete autoencoder learns, from the batch's audio."""
+        if self.latent_stage1_steps and model.training:
+            speech_latent = self._mel_llm(model).speech_latent
+            if self.state.global_step < self.latent_stage1_steps:
+                loss = stage1_loss(self._mel_llm(model), inputs)
+                return (loss, {"loss": loss}) if return_outputs else loss
+            speech_latent.freeze_autoencoder()
         if self.tts_scheduled_sampling > 0 and model.training and inputs.get("mel_targets") is not None:
             mel_llm = self._mel_llm(model)
             inputs = {**inputs, "mel_inputs": mix_in_own_predictions(mel_llm, inputs, self.tts_scheduled_sampling)}
@@ -100,6 +109,34 @@ class EpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.dataset.epoch = int(state.epoch or 0)
+
+
+def stage1_steps(model: MelLLMForSpeechLM, model_args: ModelArguments, training_args: TrainingArguments) -> int:
+    """Steps of two_stage MELD's first stage (0 for joint training); the budget is split, not added."""
+    if model_args.latent_training != "two_stage":
+        return 0
+    if model.speech_latent is None:
+        raise ValueError(
+            "latent_training='two_stage' needs discrete latents: latent_config {speech_latent: discrete}."
+        )
+    if training_args.world_size > 1 or training_args.max_steps < 2:
+        raise ValueError("latent_training='two_stage' runs on one process with max_steps >= 2 (stage 1 trains no LM).")
+    return max(1, int(model_args.latent_stage1_fraction * training_args.max_steps))
+
+
+def stage1_loss(model: MelLLMForSpeechLM, inputs: dict) -> torch.Tensor:
+    """The discrete autoencoder's loss on every clip of the batch: ASR rows' input audio and TTS rows' targets."""
+    pairs = (("input_features", "input_features_mask"), ("mel_targets", "mel_target_mask"))
+    clips = [(inputs[f], inputs[m]) for f, m in pairs if inputs.get(f) is not None and inputs.get(m) is not None]
+    losses = []
+    for frames, mask in clips:
+        rows = mask.bool().any(-1)
+        if rows.any():
+            cmvn = model.audio_frontend.norm(frames[rows].to(model.dtype))
+            losses.append(
+                model.speech_latent.autoencoder_loss(cmvn, mask[rows].bool(), model.latent_training.weights)[0]
+            )
+    return torch.stack(losses).mean()
 
 
 class LatentTemperatureCallback(TrainerCallback):
@@ -237,7 +274,7 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
         raise ValueError("pack_sequences packs ASR rows only: it cannot be combined with tts_ratio.")
     if model_args.tts_scheduled_sampling > 0 and not model.config.tts_head:
         raise ValueError("tts_scheduled_sampling needs a model with a mel head (tts_head: true, or init_from one).")
-    model.tts_loss_weights, model.latent_training = model_args.loss_weights(), model_args.latent_training()
+    model.tts_loss_weights, model.latent_training = model_args.loss_weights(), model_args.latent_objective()
     model.label_logits_only = model_args.label_logits_only
     if not model_args.init_from and data.has_length:
         fit_normalization(model, processor, data)
@@ -267,6 +304,7 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
         wer_sets=data.wer_sets,
         generate_kwargs=eval_generate_kwargs(data_args),
         tts_scheduled_sampling=model_args.tts_scheduled_sampling,
+        latent_stage1_steps=stage1_steps(model, model_args, training_args),
     )
     return Run(trainer, processor, model_args, data_args, training_args, data)
 
