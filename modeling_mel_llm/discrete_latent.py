@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .mel_head import predictor_states, stop_targets_from_placeholders
+from .mel_head import frames_to_patches, predictor_states, stop_targets_from_placeholders
 
 
 LATENT_ESTIMATORS = ("marginal", "gumbel")
@@ -252,13 +252,11 @@ class MelLLMDiscreteLatent(nn.Module):
         """Stage 1 of `two_stage` training: the same objective with no LLM (a zero state), so the prior is a unigram
         (the prior head's bias) and the decoder reads the codes alone; no stop term. (B, T, M) CMVN frames."""
         logits, patch_mask = self.encode(frames, mask)
-        targets = F.pad(
-            frames.masked_fill(~mask[..., None], 0), (0, 0, 0, -frames.shape[1] % self.encoder.frames_per_patch)
-        )
+        targets = frames_to_patches(frames, mask, patch_mask.shape[1], self.encoder.frames_per_patch)
         hidden = frames.new_zeros(*patch_mask.shape, self.prior_head.in_features)
         stops = torch.where(patch_mask, 0, -1)
         alone = LatentLossWeights(weights.prior, weights.entropy, weights.reconstruction, 0.0, usage=weights.usage)
-        return self.loss(logits, hidden, targets.reshape(*patch_mask.shape, -1), stops, alone)
+        return self.loss(logits, hidden, targets, stops, alone)
 
     def freeze_autoencoder(self) -> None:
         """Stage 2 of `two_stage` training: the encoder and decoder keep their stage-1 weights; the LLM, the code
@@ -316,13 +314,12 @@ def latent_tts_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """`mel_head.tts_loss` for discrete latents: the state before each target placeholder predicts that patch's
     codes (prior), and with them its frames (decoder); q(z|x) comes from the recorded frames themselves."""
-    hidden_patches, patch_mask, frame_mask = predictor_states(
+    hidden_patches, patch_mask, _ = predictor_states(
         hidden, placeholders, mel_target_mask, module.encoder.frames_per_patch
     )
-    targets = cmvn_targets.masked_fill(~mel_target_mask[..., None], 0)
-    logits, _ = module.encode(targets, mel_target_mask)
-    targets = F.pad(targets, (0, 0, 0, frame_mask.shape[1] - targets.shape[1]))
-    target_patches = targets.reshape(targets.shape[0], patch_mask.shape[1], -1)  # (B, P, F)
+    logits, _ = module.encode(cmvn_targets, mel_target_mask)  # the encoder zeroes frames past each clip's end
+    frames_per_patch = module.encoder.frames_per_patch
+    target_patches = frames_to_patches(cmvn_targets, mel_target_mask, patch_mask.shape[1], frames_per_patch)
     stop_targets = stop_targets_from_placeholders(placeholders, patch_mask)
     return module.loss(
         logits[:, : patch_mask.shape[1]],

@@ -263,6 +263,16 @@ def predictor_states(
     return hidden_patches, patch_mask, frame_mask
 
 
+def frames_to_patches(
+    frames: torch.Tensor, mask: torch.Tensor, num_patches: int, frames_per_patch: int
+) -> torch.Tensor:
+    """(B, T, M) frames, zero where `mask` (B, T) is False, cut into (B, `num_patches`, r·M) patches (the last one
+    zero-padded): the targets a TTS loss compares each predicted patch with."""
+    frames = frames.masked_fill(~mask[..., None], 0)
+    frames = F.pad(frames, (0, 0, 0, num_patches * frames_per_patch - frames.shape[1]))
+    return frames.reshape(frames.shape[0], num_patches, -1)
+
+
 def tts_loss(
     head: MelLLMMelHead,
     hidden: torch.Tensor,
@@ -276,9 +286,7 @@ def tts_loss(
     hidden_patches, patch_mask, frame_mask = predictor_states(
         hidden, placeholders, mel_target_mask, head.frames_per_patch
     )
-    targets = cmvn_targets.masked_fill(~mel_target_mask[..., None], 0)
-    targets = F.pad(targets, (0, 0, 0, frame_mask.shape[1] - targets.shape[1]))
-    target_patches = targets.reshape(targets.shape[0], patch_mask.shape[1], -1)  # (B, P, F)
+    target_patches = frames_to_patches(cmvn_targets, mel_target_mask, patch_mask.shape[1], head.frames_per_patch)
     stop_targets = stop_targets_from_placeholders(placeholders, patch_mask)
     return head.loss(head.step(hidden_patches), target_patches, frame_mask, stop_targets, weights)
 
@@ -289,6 +297,7 @@ __all__ = [
     "MelLLMPostNet",
     "MelLossWeights",
     "audio_batch_with_tts_rows",
+    "frames_to_patches",
     "predictor_states",
     "stop_targets_from_placeholders",
     "tts_batch_labels",

@@ -85,11 +85,9 @@ class MelLLMTextToSpeechPipeline(Pipeline):
             raise TypeError(f"generate_speech takes {list(SPEECH_OPTIONS)} as forward_params, not {unknown}.")
         keywords = {"max_new_frames": max_new_frames, "temperature": temperature, "stop_threshold": stop_threshold}
         keywords = {key: value for key, value in {**keywords, "seed": seed}.items() if value is not None}
-        twice = sorted(set(keywords) & set(given))
-        if twice or set(forward_params or {}) & set(generate_kwargs or {}):
-            raise ValueError(
-                f"Speech option(s) {twice or sorted(set(forward_params) & set(generate_kwargs))} given twice."
-            )
+        twice = sorted(set(keywords) & set(given) | set(forward_params or {}) & set(generate_kwargs or {}))
+        if twice:
+            raise ValueError(f"Speech option(s) {twice} given twice.")
         options = {"max_new_frames": DEFAULT_MAX_NEW_FRAMES, "seed": 0, **given, **keywords}
         return {}, options, {"return_mel": bool(return_mel)}
 

@@ -65,11 +65,12 @@ class MelLLMTrainer(Trainer):
         """With `tts_scheduled_sampling` > 0, TTS rows read a mix of recorded and self-predicted patches; in stage 1
         of two_stage MELD training only the discrete autoencoder learns, from the batch's audio."""
         if self.latent_stage1_steps and model.training:
-            speech_latent = self._mel_llm(model).speech_latent
+            mel_llm = self._mel_llm(model)
             if self.state.global_step < self.latent_stage1_steps:
-                loss = stage1_loss(self._mel_llm(model), inputs)
+                loss = stage1_loss(mel_llm, inputs)
                 return (loss, {"loss": loss}) if return_outputs else loss
-            speech_latent.freeze_autoencoder()
+            if mel_llm.speech_latent.codebook.requires_grad:  # the first stage-2 step (also after a resume)
+                mel_llm.speech_latent.freeze_autoencoder()
         if self.tts_scheduled_sampling > 0 and model.training and inputs.get("mel_targets") is not None:
             mel_llm = self._mel_llm(model)
             inputs = {**inputs, "mel_inputs": mix_in_own_predictions(mel_llm, inputs, self.tts_scheduled_sampling)}
