@@ -5,12 +5,15 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import logging
 
+from .speech_units_mel_llm import UNIT_INVENTORIES, unit_vocabulary
+
 
 logger = logging.get_logger(__name__)
 
 
 FRAME_SECONDS = 0.01  # one log-mel frame (MelLLMFeatureExtractor's hop: 160 samples at 16 kHz)
-FRONTENDS = ("stack", "conv", "encoder")
+FRONTENDS = ("stack", "conv", "encoder", "unified")
+SHARED_SPACES = ("posterior", "hidden")
 PROJECTOR_TYPES = ("linear", "mlp")
 SPEECH_LATENTS = ("continuous", "discrete")
 ASR_INPUTS = ("latent", "mel")
@@ -68,6 +71,8 @@ class MelLLMConfig(PreTrainedConfig):
             model). `"conv"`: the NeMo depthwise-striding subsampling kept from Phi-4-multimodal's audio front end.
             `"encoder"`: the same subsampling followed by Phi-4-MM-style conformer blocks (the paper's encoder
             baseline; randomly initialised unless converted from Phi-4-MM with `training/tools/convert_phi4mm.py`).
+            `"unified"`: TESU-LLM (`unified_encoder.py`): stacked patches → a small CTC encoder over `units` → blank-skip
+            and merge → the shared space, which text reaches too (`unit_posteriors`), so the LLM learns from text.
         frames_per_patch (`int`, defaults to 8):
             Mel frames (10 ms each) per LLM token; 8 gives 80 ms per token like Phi-4-MM. For `"conv"` and
             `"encoder"` it must be a power of two (one stride-2 conv per factor of two).
@@ -118,6 +123,16 @@ class MelLLMConfig(PreTrainedConfig):
             (`"latent"`, so the text loss trains the encoder too) or the mel patches through the projector (`"mel"`,
             an ablation).
 
+        units (`str`, defaults to `"chars"`): `"chars"` or `"phonemes"` (espeak-ng's, via `espeakng-loader`), what
+            the unified encoder emits and text is spelled into. unit_vocabulary: the blank then the units (default:
+            `speech_units_mel_llm.unit_vocabulary(units)`); saved, so a checkpoint keeps its inventory.
+        shared_space (`str`, defaults to `"posterior"`): `"posterior"` (posterior × unit embedding table) or
+            `"hidden"` (the speech encoder's merged states; a text encoder learns to produce them).
+        blank_threshold (`float`, defaults to 0.9): speech frames whose blank probability exceeds it are skipped.
+        unified_encoder_size (`int`, defaults to 192), unified_encoder_layers (`int`, defaults to 4),
+            unified_text_encoder_layers (`int`, defaults to 2), unified_encoder_heads (`int`, defaults to 4): the
+            unified encoders' width and depth.
+
     Training choices (loss weights, scheduled sampling, augmentation) are not part of the model: they live in
     `training/arguments.py` and each run's `run_config.yaml`, so a checkpoint saved mid-run has the same config as
     the final one.
@@ -163,6 +178,14 @@ class MelLLMConfig(PreTrainedConfig):
     latent_groups: int | None = None
     latent_encoder_channels: int = 256
     asr_input: str = "latent"
+    units: str = "chars"
+    unit_vocabulary: list[str] | None = None
+    shared_space: str = "posterior"
+    blank_threshold: float = 0.9
+    unified_encoder_size: int = 192
+    unified_encoder_layers: int = 4
+    unified_text_encoder_layers: int = 2
+    unified_encoder_heads: int = 4
     custom_pipelines: dict | None = None
 
     def __post_init__(self, **kwargs):
@@ -216,6 +239,8 @@ class MelLLMConfig(PreTrainedConfig):
         if self.tts_head:
             self._validate_tts()
         self._validate_latent()
+        if self.frontend == "unified":
+            self._validate_unified()
         vocab_size = getattr(self.text_config, "vocab_size", None)
         if self.audio_token_id is not None and vocab_size is not None and not 0 <= self.audio_token_id < vocab_size:
             raise ValueError(
@@ -272,6 +297,36 @@ class MelLLMConfig(PreTrainedConfig):
             raise ValueError(
                 f"latent_codes must be >= 2 and latent_encoder_channels positive, got {self.latent_codes} and "
                 f"{self.latent_encoder_channels}."
+            )
+
+    def _validate_unified(self) -> None:
+        if self.units not in UNIT_INVENTORIES:
+            raise ValueError(f"units={self.units!r}; choose one of {tuple(UNIT_INVENTORIES)}.")
+        if self.unit_vocabulary is None:
+            self.unit_vocabulary = unit_vocabulary(self.units)
+        if len(self.unit_vocabulary) < 2 or len(set(self.unit_vocabulary)) != len(self.unit_vocabulary):
+            raise ValueError("unit_vocabulary must hold the blank and at least one unit, each once.")
+        if self.shared_space not in SHARED_SPACES:
+            raise ValueError(f"shared_space={self.shared_space!r}; choose one of {SHARED_SPACES}.")
+        if not 0.0 < self.blank_threshold <= 1.0:
+            raise ValueError(f"blank_threshold must be within (0, 1], got {self.blank_threshold}.")
+        if self.tts_head or self.speech_latent != "continuous":
+            raise ValueError(
+                "frontend='unified' is a speech-understanding front end: it has no tts_head or MELD latents."
+            )
+        sizes = (
+            "unified_encoder_size",
+            "unified_encoder_layers",
+            "unified_text_encoder_layers",
+            "unified_encoder_heads",
+        )
+        for name in sizes:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.unified_encoder_size % self.unified_encoder_heads:
+            raise ValueError(
+                f"unified_encoder_heads={self.unified_encoder_heads} must divide unified_encoder_size="
+                f"{self.unified_encoder_size}."
             )
 
     def with_tts_head(self, **tts_fields) -> "MelLLMConfig":

@@ -105,7 +105,7 @@ class MelLLMAudioFrontend(nn.Module):
     def __init__(self, config: MelLLMConfig):
         super().__init__()
         self.norm = MelLLMGlobalNorm(config.num_mel_bins)
-        if config.frontend == "stack":
+        if config.frontend in ("stack", "unified"):  # the unified encoder reads stacked patches
             self.subsampling = MelLLMStackFrontend(config)
         else:
             self.subsampling = MelLLMConvFrontend(config)

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
-from transformers.utils import torch_compilable_check
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from .audio_inputs_mel_llm import MelLLMAudioInputsMixin, MelLLMAudioOutput, compacted_attention
 from .configuration_mel_llm import MelLLMConfig
 from .conformer_mel_llm import Phi4MultimodalAudioGluPointWiseConv
 from .discrete_latent import LatentTraining, MelLLMDiscreteLatent, latent_tts_loss
@@ -40,24 +40,20 @@ from .mel_head import (
     tts_target_mask,
 )
 from .text_model_mel_llm import check_context, mel_llm_around
+from .unified_encoder import MelLLMUnifiedFrontend
 
 
 DEFAULT_MAX_NEW_TOKENS = 512  # the Open ASR leaderboard's Phi-4-MM setting
 
 
 @dataclass
-class MelLLMAudioOutput(BaseModelOutputWithPooling):
-    """`get_audio_features`' output: transformers' audio-feature output plus which patches hold audio."""
-
-    patch_mask: torch.BoolTensor | None = None
-
-
-@dataclass
 class MelLLMOutputWithPast(CausalLMOutputWithPast):
-    """`CausalLMOutputWithPast` plus, for TTS batches, the mel head's loss (already inside `loss`) and its terms."""
+    """`CausalLMOutputWithPast` plus, for TTS batches, the mel head's loss (already inside `loss`) and its terms;
+    after a unified front end's prefill, the attention mask without the placeholders its merged speech left empty."""
 
     tts_loss: torch.FloatTensor | None = None
     tts_loss_terms: dict[str, torch.Tensor] | None = None
+    attention_mask: torch.Tensor | None = None
 
 
 class MelLLMPreTrainedModel(PreTrainedModel):
@@ -117,7 +113,9 @@ class MelLLMPreTrainedModel(PreTrainedModel):
         return self.language_model.get_decoder()
 
 
-class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, GenerationMixin):
+class MelLLMForSpeechLM(
+    MelLLMAudioInputsMixin, MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLMPreTrainedModel, GenerationMixin
+):
     r"""
     Encoder-free speech LLM (Mel-LLM). Audio placeholders in `input_ids` (`config.audio_token_id`) are replaced, in
     order, by the projected log-mel patches; everything else is the backbone causal LM, so its generation, caching,
@@ -139,7 +137,10 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
     def __init__(self, config: MelLLMConfig):
         super().__init__(config)
         self.audio_frontend = MelLLMAudioFrontend(config)
-        self.multi_modal_projector = build_projector(config, self.audio_frontend.output_size)
+        unified = config.frontend == "unified"  # TESU: a CTC encoder's merged units, which text reaches too
+        self.unified_frontend = MelLLMUnifiedFrontend(config) if unified else None
+        audio_size = self.unified_frontend.output_size if unified else self.audio_frontend.output_size
+        self.multi_modal_projector = build_projector(config, audio_size)
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         discrete = config.speech_latent == "discrete"  # MELD: codes in, and with a TTS head codes out
         self.speech_latent = MelLLMDiscreteLatent.from_config(config) if discrete else None
@@ -163,112 +164,6 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
         """
         return mel_llm_around(cls, text_model, processor, dtype, **config_kwargs)
 
-    # ------------------------------------------------------------------ audio
-    def fit_feature_normalization(self, input_features: torch.Tensor, input_features_mask: torch.Tensor) -> None:
-        """Set the per-bin log-mel mean/std from a large training batch (Phi-4-MM ships them): without them the
-        linear projection sees inputs of scale ~10 and learns far more slowly."""
-        self.audio_frontend.norm.fit(input_features, input_features_mask)
-
-    def get_audio_features(
-        self,
-        input_features: torch.Tensor,
-        input_features_mask: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> "MelLLMAudioOutput | tuple":
-        """
-        Project log-mel frames to LLM embeddings.
-
-        Args:
-            input_features (`torch.Tensor` of shape `(B, T, M)`): log-mel frames from `MelLLMFeatureExtractor`.
-            input_features_mask (`torch.Tensor` of shape `(B, T)`, *optional*): True on real frames.
-            output_hidden_states: also return the front end's output (the patches before the projection).
-            return_dict: `False` gives the output as a tuple. Both default to the config's, as in transformers.
-            **kwargs: `output_attentions` gives `attentions=()` for the `stack` and `conv` front ends, which have
-                no attention layers (the conformer's are not returned: None).
-
-        Returns:
-            `MelLLMAudioOutput`: `last_hidden_state` `(B, P, D)` embeddings, `pooler_output` `(ΣP, D)` the real
-            patches in order (what replaces the placeholders, as in Voxtral), `patch_mask` `(B, P)`, and with
-            `output_hidden_states` the one state an encoder-free front end has: the `(B, P, F)` patches.
-        """
-        config = self.config
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        output_attentions = kwargs.get("output_attentions")
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        embeds, patch_mask, patches = self._project_audio(input_features, input_features_mask)
-        output = MelLLMAudioOutput(
-            last_hidden_state=embeds,
-            pooler_output=embeds[patch_mask],
-            hidden_states=(patches,) if output_hidden_states else None,
-            attentions=() if output_attentions and self.audio_frontend.encoder is None else None,
-            patch_mask=patch_mask,
-        )
-        return output if (config.return_dict if return_dict is None else return_dict) else output.to_tuple()
-
-    def _project_audio(self, input_features, input_features_mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, P, D) embeddings, (B, P) patch mask and (B, P, F) patches, all of static shape (what compiles)."""
-        if input_features.ndim != 3 or input_features.shape[-1] != self.config.num_mel_bins:
-            raise ValueError(
-                f"input_features must have shape (batch, frames, {self.config.num_mel_bins}), got "
-                f"{tuple(input_features.shape)}."
-            )
-        if input_features_mask is None:
-            input_features_mask = torch.ones(input_features.shape[:2], dtype=torch.bool, device=input_features.device)
-        weight = next(self.multi_modal_projector.parameters(), None)  # none once quantized: read the norm's dtype
-        features = input_features.to(
-            weight.dtype if weight is not None else self.audio_frontend.norm.global_mean.dtype
-        )
-        if self.speech_latent is not None and self.config.asr_input == "latent":
-            return self.speech_latent.audio_embeddings(self.audio_frontend.norm(features), input_features_mask.bool())
-        patches, patch_mask = self.audio_frontend(features, input_features_mask.bool())
-        return self.multi_modal_projector(patches), patch_mask, patches
-
-    def frontend_parameter_counts(self) -> dict[str, int]:
-        """Audio-path parameters by part (`conv`, `encoder`, `projector`, `total`): what going encoder-free saves."""
-        projector = sum(p.numel() for p in self.multi_modal_projector.parameters())
-        counts = {**self.audio_frontend.parameter_counts(), "projector": projector}
-        return {**counts, "total": sum(counts.values())}
-
-    def get_placeholder_mask(
-        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """(B, L) True where an audio patch goes: the audio token in `input_ids`, or, given only `inputs_embeds`, the
-        positions whose embedding is the audio token's (as Qwen2-Audio and Voxtral find them)."""
-        if self.config.audio_token_id is None:
-            raise ValueError("config.audio_token_id is not set, so audio cannot be placed in the prompt.")
-        if input_ids is not None:
-            return input_ids == self.config.audio_token_id
-        audio_token = torch.tensor(self.config.audio_token_id, device=inputs_embeds.device)
-        return (inputs_embeds == self.get_input_embeddings()(audio_token).to(inputs_embeds.dtype)).all(-1)
-
-    def merge_audio_embeddings(
-        self,
-        input_ids: torch.Tensor | None,
-        inputs_embeds: torch.Tensor,
-        input_features: torch.Tensor,
-        input_features_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """
-        Scatter the real audio patches, in order, over the placeholder positions, after checking the counts. Shapes
-        stay static (no boolean indexing, no host-side count), so a fullgraph-compiled `forward` includes the prefill.
-        """
-        embeds, patch_mask, _ = self._project_audio(input_features, input_features_mask)
-        placeholder_mask = self.get_placeholder_mask(input_ids, inputs_embeds)
-        torch_compilable_check(
-            placeholder_mask.sum() == patch_mask.sum(),
-            lambda: (
-                f"The prompt has {int(placeholder_mask.sum())} audio placeholder tokens (id "
-                f"{self.config.audio_token_id}) but the audio gives {int(patch_mask.sum())} patches "
-                f"({patch_mask.sum(-1).tolist()} per clip). Build inputs with MelLLMProcessor, which inserts "
-                "MelLLMFeatureExtractor.num_audio_tokens() placeholders per clip."
-            ),
-        )
-        real_first = torch.argsort((~patch_mask).flatten().to(torch.uint8), stable=True)  # real patches, in order
-        audio_embeds = embeds.flatten(0, 1)[real_first].to(inputs_embeds.device, inputs_embeds.dtype)  # (B·P, D)
-        return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1).to(inputs_embeds.device), audio_embeds)
-
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -284,6 +179,8 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
         mel_targets: torch.Tensor | None = None,
         mel_target_mask: torch.Tensor | None = None,
         mel_inputs: torch.Tensor | None = None,
+        unit_posteriors: torch.Tensor | None = None,
+        unit_posteriors_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> MelLLMOutputWithPast:
         r"""
@@ -294,6 +191,8 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
             mel_targets (`(B, T, M)`), mel_target_mask (`(B, T)`): TTS training, one clip per TTS row; the position
                 before each placeholder learns the next patch. mel_inputs: the frames those placeholders read
                 (default `mel_targets`; the model's own predictions under scheduled sampling).
+            unit_posteriors (`(N, U, C)`), unit_posteriors_mask (`(N, U)`): `frontend="unified"`, text given as
+                speech (`MelLLMProcessor(text_as_speech=...)`): one placeholder per unit.
             **kwargs: passed to the backbone (e.g. `num_items_in_batch`).
 
         Returns:
@@ -306,7 +205,11 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
             fed_back = mel_targets if mel_inputs is None else mel_inputs
             audio = audio_batch_with_tts_rows(input_features, input_features_mask, fed_back, mel_target_mask)
             (input_features, input_features_mask), labels = audio, tts_batch_labels(labels)
-        inputs_embeds = self._embed_inputs(input_ids, inputs_embeds, input_features, input_features_mask)
+        inputs_embeds, unfilled = self._embed_inputs(
+            input_ids, inputs_embeds, input_features, input_features_mask, unit_posteriors, unit_posteriors_mask
+        )
+        if unfilled is not None:  # merged speech fills fewer placeholders than it has: the rest leave the sequence
+            attention_mask, position_ids = compacted_attention(attention_mask, unfilled)
         extent, nothing_cached = sequence_extent(past_key_values, inputs_embeds.shape[1])
         self.check_context(extent)
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and nothing_cached:
@@ -332,7 +235,7 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
-        output = MelLLMOutputWithPast(**outputs)
+        output = MelLLMOutputWithPast(**outputs, attention_mask=attention_mask if unfilled is not None else None)
         if mel_targets is not None:
             self._add_tts_loss(output, outputs.hidden_states[-1], input_ids, mel_targets, mel_target_mask)
         return output if return_dict is not False else output.to_tuple()
@@ -349,17 +252,6 @@ class MelLLMForSpeechLM(MelLLMLongFormMixin, MelLLMSpeechGenerationMixin, MelLLM
             and logits_to_keep == 0
             and has_plain_lm_head(self.config.text_config)
         )
-
-    def _embed_inputs(self, input_ids, inputs_embeds, input_features, input_features_mask) -> torch.Tensor:
-        """The prompt's embeddings (B, L, D) with the audio patches scattered over its placeholders (found in
-        `input_ids`, or in `inputs_embeds` by the audio token's embedding)."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
-        if inputs_embeds is None:
-            inputs_embeds = self.get_input_embeddings()(input_ids)
-        if input_features is None:
-            return inputs_embeds
-        return self.merge_audio_embeddings(input_ids, inputs_embeds, input_features, input_features_mask)
 
     # ------------------------------------------------------------------ TTS training
     def tts_placeholders(self, input_ids: torch.Tensor, mel_target_mask: torch.Tensor) -> torch.Tensor:

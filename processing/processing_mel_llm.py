@@ -23,6 +23,7 @@ from .processor_options_mel_llm import (
     truncate_rows,
 )
 from .text_normalization_mel_llm import normalize_tts_text
+from .unit_spelling_mel_llm import one_hot_posteriors, text_to_units
 
 
 AUDIO_TOKEN = "<|audio|>"
@@ -68,6 +69,9 @@ class MelLLMProcessor(ProcessorMixin):
         tts_text_units (`str`, defaults to `"tokens"`): what a TTS model reads: `"tokens"`, the words as the
             tokenizer splits them, or `"phonemes"`, espeak-ng's pronunciation of each word (ASCII mnemonics, needs
             `espeakng-loader`), so that a word never seen in training is still spoken as written.
+        speech_units (`str`, *optional*), unit_vocabulary (`list[str]`, *optional*): for a model with
+            `frontend="unified"` (TESU), its `config.units` and `config.unit_vocabulary`: `text_as_speech` items are
+            spelled into these units.
 
     Example:
 
@@ -91,6 +95,8 @@ class MelLLMProcessor(ProcessorMixin):
         instruction: str = ASR_INSTRUCTION,
         tts_interleave_words: bool = False,
         tts_text_units: str = "tokens",
+        speech_units: str | None = None,
+        unit_vocabulary: list[str] | None = None,
     ):
         if chat_template is None:
             chat_template = phi4mm_chat_template(audio_token)
@@ -107,6 +113,9 @@ class MelLLMProcessor(ProcessorMixin):
         self.instruction = instruction
         self.tts_interleave_words = tts_interleave_words
         self.tts_text_units = tts_text_units
+        if (speech_units is None) != (unit_vocabulary is None):
+            raise ValueError("Give speech_units and unit_vocabulary together (a unified model's config has both).")
+        self.speech_units, self.unit_vocabulary = speech_units, unit_vocabulary
         self.audio_token_id = tokenizer.convert_tokens_to_ids(audio_token)
         if self.audio_token_id is None or self.audio_token_id == tokenizer.unk_token_id:
             raise ValueError(
@@ -299,10 +308,41 @@ class MelLLMProcessor(ProcessorMixin):
             batch["labels"] = torch.full_like(batch["input_ids"], IGNORE_INDEX)
         return BatchFeature({**batch, **features}, tensor_type="pt")
 
+    def text_units(self, text: str) -> list[int]:
+        """The unit ids of `text` (a unified model's text path): `unit_spelling_mel_llm.text_to_units`."""
+        if self.unit_vocabulary is None:
+            raise ValueError(
+                "This processor has no speech units: text_as_speech needs one built for a frontend='unified' model "
+                "(speech_units=config.units, unit_vocabulary=config.unit_vocabulary)."
+            )
+        index = {unit: i for i, unit in enumerate(self.unit_vocabulary)}
+        return [index[unit] for unit in text_to_units(text, self.speech_units, self.unit_vocabulary)]
+
+    def _text_as_speech_features(self, items) -> dict[str, torch.Tensor]:
+        """Each item, a text (one-hot units) or its (U, C) pseudo-posteriors, right-padded: the text path's input."""
+        items = [items] if isinstance(items, str) or getattr(items, "ndim", 0) == 2 else list(items)
+        if not items:
+            raise ValueError("text_as_speech holds no items.")
+        num_units = len(self.unit_vocabulary or [])
+        rows = [
+            one_hot_posteriors(self.text_units(item), num_units) if isinstance(item, str) else np.asarray(item)
+            for item in items
+        ]
+        for i, row in enumerate(rows):
+            if row.ndim != 2 or row.shape[1] != num_units or len(row) == 0:
+                raise ValueError(f"text_as_speech[{i}] must be a text or a (units, {num_units}) array of posteriors.")
+        longest = max(len(row) for row in rows)
+        posteriors = torch.zeros(len(rows), longest, num_units)
+        mask = torch.zeros(len(rows), longest, dtype=torch.bool)
+        for i, row in enumerate(rows):
+            posteriors[i, : len(row)], mask[i, : len(row)] = torch.as_tensor(row, dtype=torch.float32), True
+        return {"unit_posteriors": posteriors, "unit_posteriors_mask": mask}
+
     def __call__(
         self,
         text: str | list[str] | None = None,
         audio: AudioInput | None = None,
+        text_as_speech=None,
         **kwargs: Unpack[MelLLMProcessorKwargs],
     ) -> BatchFeature:
         """
@@ -313,6 +353,10 @@ class MelLLMProcessor(ProcessorMixin):
                 gets the ASR prompt from `build_prompt()`. Clips given here, with no `audio`, are taken as `audio`
                 (how scripts call speech processors: `processor(clips, sampling_rate=16000, ...)`).
             audio (array or list of arrays, *optional*): mono clips, checked by the feature extractor.
+            text_as_speech (`str`, `list[str]` or (U, C) arrays, *optional*): instead of audio, for a
+                `frontend="unified"` model: texts that enter where audio would (one placeholder per unit), or
+                pseudo-posteriors over the units (training's simulation); returned as `unit_posteriors` (N, U, C)
+                and `unit_posteriors_mask` (N, U).
             **kwargs: transformers' processing options, flat or in `text_kwargs` / `audio_kwargs` / `common_kwargs`
                 (the same option twice raises): `sampling_rate` (must be 16000; the pipeline resamples),
                 `text_target` (transcripts to learn: appended after the prompt with the EOS token and returned as
@@ -330,8 +374,13 @@ class MelLLMProcessor(ProcessorMixin):
             text, audio = None, text
         options = call_options(self, kwargs)
         clips = [] if audio is None else self.feature_extractor.validated_clips(audio, options.sampling_rate)
-        prompts = self._prompts(text, len(clips))
         features, replacements = {}, []
+        if text_as_speech is not None:
+            if clips:
+                raise ValueError("Give audio or text_as_speech, not both.")
+            features = self._text_as_speech_features(text_as_speech)
+            replacements = [self.audio_token * int(count) for count in features["unit_posteriors_mask"].sum(-1)]
+        prompts = self._prompts(text, len(clips) or len(replacements))
         if clips:
             features = dict(self.feature_extractor.batch_features(clips, return_tensors="pt"))
             replacements = [self.replace_audio_token(features, i) for i in range(len(clips))]

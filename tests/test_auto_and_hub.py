@@ -211,3 +211,12 @@ def test_fresh_process_loads_the_encoder_frontend_with_its_code(processor, tmp_p
         tmp_path,
     )
     assert "encoder-load-ok" in out
+
+
+def test_no_code_file_name_is_shared_between_the_model_and_the_processor():
+    """save_pretrained copies both packages' files flat into one folder: a shared name would overwrite one of them."""
+    from tests.conftest import REPO_ROOT
+
+    modeling = {p.name for p in (REPO_ROOT / "modeling_mel_llm").glob("*.py")} - {"__init__.py"}
+    processing = {p.name for p in (REPO_ROOT / "processing").glob("*.py")} - {"__init__.py"}
+    assert not modeling & processing

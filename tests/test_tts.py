@@ -252,10 +252,8 @@ def test_with_tts_head_keeps_every_trained_weight_and_adds_a_fresh_head(make_mod
 
 def _record_fed_back_features(model) -> list[torch.Tensor]:
     """The log-mel each forward pass feeds through the audio path, in call order."""
-    fed, merge = [], model.merge_audio_embeddings
-    model.merge_audio_embeddings = lambda ids, embeds, features, mask: (
-        fed.append(features) or merge(ids, embeds, features, mask)
-    )
+    fed, merge = [], model.merge_audio
+    model.merge_audio = lambda ids, embeds, features, mask: fed.append(features) or merge(ids, embeds, features, mask)
     return fed
 
 

@@ -141,6 +141,27 @@ class ModelArguments:
         metadata={"help": "weight of the entropy of the batch's average posterior (keeps codes from collapsing)"},
     )
 
+    unified_config: dict | None = field(
+        default=None,
+        metadata={
+            "help": "frontend=unified (TESU): MelLLMConfig fields, e.g. {units: chars, shared_space: posterior, "
+            "blank_threshold: 0.9, unified_encoder_size: 192, unified_encoder_layers: 4}"
+        },
+    )
+    tesu_stage: str = field(
+        default="both",
+        metadata={
+            "help": "frontend=unified: both (encoder CTC on paired audio, then the text-only stage) | encoder | "
+            "text_only (needs init_from a model whose encoder is trained)"
+        },
+    )
+    tesu_encoder_steps: int = field(
+        default=0, metadata={"help": "optimizer steps of the encoder stage; the text-only stage gets the rest"}
+    )
+    tesu_encoder_learning_rate: float | None = field(
+        default=None, metadata={"help": "the encoder stage's learning rate (default: learning_rate)"}
+    )
+
     label_logits_only: bool = field(
         default=True,
         metadata={
@@ -244,6 +265,10 @@ class DataArguments:
         default=None,
         metadata={"help": "JSONL manifests whose utterances join the training set (not the held-out sets)"},
     )
+    extra_eval_manifests: list[str] | None = field(
+        default=None,
+        metadata={"help": "more held-out JSONL manifests (corpus=manifest), each scored as a set named by its stem"},
+    )
     max_duration_s: float = 30.0
     eval_max_samples: int | None = field(
         default=200, metadata={"help": "utterances per held-out set for the final WER; None = all, 0 = no WER"}
@@ -274,6 +299,21 @@ class DataArguments:
         default=False,
         metadata={"help": "pack each ASR batch into padding-free rows (same loss, fewer tokens); not with TTS"},
     )
+
+    tesu_text: str = field(
+        default="digits",
+        metadata={
+            "help": "TESU's text-only rows: digits (1-3 digit words) | open (the open corpus's sentences) | a text "
+            "file, one sentence per line"
+        },
+    )
+    tesu_text_examples: int = field(default=20_000, metadata={"help": "generated text rows of the text-only stage"})
+    tesu_arithmetic_share: float = field(
+        default=0.3, metadata={"help": "share of text rows that are digit sums ('three five' → 'eight')"}
+    )
+    text_smoothing_max: float = field(default=0.1, metadata={"help": "text-path one-hots smoothed by U(0, this)"})
+    text_drop_rate: float = field(default=0.05, metadata={"help": "share of text-path units dropped"})
+    text_repeat_rate: float = field(default=0.02, metadata={"help": "share of text-path units repeated"})
 
     def pseudo_accent_rules(self) -> AccentRules:
         """How the synthetic corpus draws its made-up accents (checked on use, with an error naming the range)."""

@@ -45,7 +45,11 @@ def apply_finetuning(model: MelLLMForSpeechLM, args: ModelArguments):
     if args.finetune == "lora":
         # New modules train fully, as the front end does.
         head = tuple(name for name in ("mel_head", "speech_latent") if getattr(model, name) is not None)
-        return get_peft_model(model, lora_config(args, head))
+        unified = (
+            model.unified_frontend
+        )  # TESU: its unit table trains with the LLM side; its encoders stay as they are
+        units = ("unit_embeddings",) if unified is not None and unified.unit_embeddings is not None else ()
+        return get_peft_model(model, lora_config(args, (*head, *units)))
     if args.finetune == "frontend":
         model.language_model.requires_grad_(False)
     elif args.train_layers is not None:

@@ -37,6 +37,7 @@ from training.finetuning import apply_finetuning, save_trained_model
 from training.label_smoothing import ShiftedLabelSmoother
 from training.scheduled_sampling import mix_in_own_predictions
 from training.smollm2 import resolve_text_model
+from training.tesu import run_tesu
 from training.tiny import DEFAULT_CORPUS, build_tiny_model, build_tokenizer
 from training.training_log import write_training_log
 
@@ -167,13 +168,23 @@ def audio_sizes(model_args: ModelArguments) -> dict:
     """The audio-path sizes the recipe sets; unset ones keep their owner's default (config, or tiny.py)."""
     names = ("conv_channels", "conv_output_size", "conformer_layers", "conformer_attention_heads", "conformer_ffn_dim")
     sizes = {name: getattr(model_args, name) for name in names if getattr(model_args, name) is not None}
-    return {**sizes, **(model_args.latent_config or {})}
+    return {**sizes, **(model_args.latent_config or {}), **(model_args.unified_config or {})}
 
 
 def build_processor_and_model(
     model_args: ModelArguments, train_texts: list[str]
 ) -> tuple[MelLLMProcessor, MelLLMForSpeechLM]:
-    """From a trained Mel-LLM, from a Hub/local causal LM (+ optional GGUF), or a tiny LM from scratch."""
+    """From a trained Mel-LLM, from a Hub/local causal LM (+ optional GGUF), or a tiny LM from scratch; a unified
+    (TESU) model's processor learns its units."""
+    processor, model = _build_processor_and_model(model_args, train_texts)
+    if model.config.frontend == "unified" and processor.unit_vocabulary is None:
+        processor.speech_units, processor.unit_vocabulary = model.config.units, list(model.config.unit_vocabulary)
+    return processor, model
+
+
+def _build_processor_and_model(
+    model_args: ModelArguments, train_texts: list[str]
+) -> tuple[MelLLMProcessor, MelLLMForSpeechLM]:
     if model_args.init_from:
         processor = MelLLMProcessor.from_pretrained(model_args.init_from)
         for name in ("tts_interleave_words", "tts_text_units"):
@@ -310,9 +321,19 @@ def build_run(argv: list[str], extra_callbacks: tuple[TrainerCallback, ...] = ()
     return Run(trainer, processor, model_args, data_args, training_args, data)
 
 
+def is_unified(model_args: ModelArguments) -> bool:
+    """A TESU run (training/tesu.py): `frontend: unified`, or init_from a unified model."""
+    if model_args.init_from:
+        return MelLLMConfig.from_pretrained(model_args.init_from).frontend == "unified"
+    return model_args.frontend == "unified"
+
+
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        model_args, data_args, training_args = parse_config(argv)
+        if is_unified(model_args):
+            return run_tesu(model_args, data_args, training_args, argv)
         return train_and_report(build_run(argv), argv)
     finally:
         # Under `accelerate launch` every rank but 0 is done here, minutes before rank 0; left to interpreter exit,

@@ -135,7 +135,8 @@ def load_training_data(args: DataArguments, augment: AugmentConfig, seed: int) -
         if not args.train_manifest:
             raise ValueError("corpus='manifest' needs train_manifest (and usually eval_manifest).")
         train = read_manifest(args.train_manifest)
-        wer_sets = {Path(args.eval_manifest).stem: read_manifest(args.eval_manifest)} if args.eval_manifest else {}
+        eval_manifests = [*([args.eval_manifest] if args.eval_manifest else []), *(args.extra_eval_manifests or [])]
+        wer_sets = {Path(manifest).stem: read_manifest(manifest) for manifest in eval_manifests}
     train = subsample(train, args.train_fraction, seed)
     for manifest in args.extra_train_manifests or []:
         train += read_manifest(manifest)
