@@ -291,3 +291,42 @@ def test_two_stage_trains_the_autoencoder_alone_then_freezes_it(small_manifests,
     assert any(p.grad is not None for p in joint.model.speech_latent.encoder.parameters())
     with pytest.raises(ValueError, match="needs discrete latents"):
         build_run(run_args(small_manifests, tmp_path / "bad", "--max_steps=4", "--latent_training=two_stage"))
+
+
+def test_a_fresh_process_auto_loads_the_same_logits_and_codes(meld_tts, processor, tts_clips, tmp_path):
+    """save_pretrained → AutoModel in a new interpreter, from the saved code files: the same ASR logits and the same
+    argmax codes of the clip."""
+    import json
+    import subprocess
+    import sys
+
+    model, _ = meld_tts
+    model.eval().save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    clip = tts_clips[0][0]
+    np.save(tmp_path / "clip.npy", clip)
+    script = (
+        "import sys, json, numpy as np, torch\n"
+        "from transformers import AutoModel, AutoProcessor\n"
+        "model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()\n"
+        "processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "inputs = processor([np.load(sys.argv[1] + '/clip.npy')], sampling_rate=16000, return_tensors='pt')\n"
+        "with torch.no_grad():\n"
+        "    logits = model(**inputs).logits[0, -1]\n"
+        "    frames = model.audio_frontend.norm(inputs['input_features'])\n"
+        "    codes = model.speech_latent.encode(frames, inputs['input_features_mask'].bool())[0].argmax(-1)\n"
+        "print(json.dumps({'module': type(model).__module__, 'logits': logits.tolist(), 'codes': codes.tolist()}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd="/", check=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    fresh = json.loads(result.stdout.strip().splitlines()[-1])
+    assert fresh["module"].startswith("transformers_modules")
+    inputs = processor([clip], sampling_rate=16_000, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, -1]
+        frames = model.audio_frontend.norm(inputs["input_features"])
+        codes = model.speech_latent.encode(frames, inputs["input_features_mask"].bool())[0].argmax(-1)
+    torch.testing.assert_close(torch.tensor(fresh["logits"]), logits, atol=1e-5, rtol=1e-5)
+    assert fresh["codes"] == codes.tolist()

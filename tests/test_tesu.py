@@ -265,3 +265,20 @@ def test_auto_loading_in_a_fresh_process_and_the_asr_pipeline_work(tesu_run, fsd
     asr = pipeline("automatic-speech-recognition", model=str(output_dir), trust_remote_code=True)
     expected = processor.batch_decode(model.generate(**inputs, do_sample=False), skip_special_tokens=True)[0]
     assert asr(clip)["text"].strip() == expected.strip()
+
+
+def test_the_gpu_recipe_runs_20_steps_with_a_tiny_backbone_on_local_clips(tmp_path):
+    """tesu_librispeech.yaml as written (LoRA, its encoder stage settings), with the backbone and data swapped for
+    what CI has: a tiny from-scratch LM, the committed FSDD clips and digit text."""
+    from training.train import main
+
+    report = main([
+        str(REPO_ROOT / "training/configs/tesu_librispeech.yaml"), f"--output_dir={tmp_path}", "--text_model=null",
+        "--corpus=fsdd", "--fsdd_test_speaker=null", "--tesu_text=digits", "--tesu_text_examples=400",
+        "--max_steps=20", "--tesu_encoder_steps=10", "--bf16=false", "--use_cpu=true", "--dataloader_num_workers=0",
+        "--per_device_train_batch_size=4", "--eval_max_samples=4", "--save_strategy=no", "--lora_r=4",
+        "--lora_alpha=8", "--unified_config={unified_encoder_size: 32, unified_encoder_layers: 1}",
+    ])  # fmt: skip
+    assert report["summary"]["optimizer_steps"] == {"encoder": 10, "text_only": 10, "total": 20}
+    assert report["summary"]["llm_audio_seconds"] == 0
+    assert (tmp_path / "adapter").is_dir()  # LoRA on the LLM side, merged into the saved model

@@ -11,6 +11,7 @@ including the audio seconds that reached the LLM's forward, counted by a hook (0
 """
 
 import dataclasses
+import itertools
 import json
 import shlex
 import time
@@ -176,11 +177,28 @@ class TesuSummary:
     wall_seconds: float = 0.0
 
 
+def hub_sentences(spec: str, limit: int) -> list[str]:
+    """`hub:NAME:CONFIG:SPLIT:COLUMN` (CONFIG may be empty) → up to `limit` normalised lines of a Hub dataset's text
+    column, streamed (a GPU recipe's text corpus)."""
+    from datasets import load_dataset
+
+    parts = spec.split(":")
+    if len(parts) != 5:
+        raise ValueError(f"tesu_text={spec!r}: write a Hub text corpus as hub:NAME:CONFIG:SPLIT:COLUMN.")
+    _, name, config, split, column = parts
+    rows = load_dataset(name, config or None, split=split, streaming=True)
+    sentences = (transcript(row[column]) for row in rows)
+    return list(itertools.islice((s for s in sentences if s), limit))
+
+
 def text_rows(data_args: DataArguments, seed: int) -> GeneratedTextDataset:
-    """The text-only stage's rows: digit strings, the open corpus's sentences, or a text file's lines."""
+    """The text-only stage's rows: digit strings, the open corpus's sentences, a text file's lines, or a Hub text
+    corpus (`hub:NAME:CONFIG:SPLIT:COLUMN`)."""
     source, sentences = data_args.tesu_text, None
     if source == "open":
         source, sentences = "sentences", [transcript(s) for s in load_open_sentences()]
+    elif source.startswith("hub:"):
+        source, sentences = "sentences", hub_sentences(source, data_args.tesu_text_examples)
     elif source != "digits":
         if not Path(source).is_file():
             raise ValueError(f"tesu_text={source!r} is neither digits, open, nor a text file.")
@@ -259,6 +277,16 @@ def evaluate_tesu(model, processor: MelLLMProcessor, sets: dict[str, list[Uttera
     return results
 
 
+def fit_encoder_normalization(model, processor, paired: TrainingData, fit_normalization) -> None:
+    """The log-mel statistics from the paired set: spread over it when it has a length, else its first clips."""
+    if paired.has_length:
+        fit_normalization(model, processor, paired)
+        return
+    clips = [example["audio"] for example in itertools.islice(iter(paired.train), 256)]
+    features = processor.feature_extractor(clips, sampling_rate=processor.feature_extractor.sampling_rate)
+    model.fit_feature_normalization(features["input_features"], features["input_features_mask"])
+
+
 def train_stage(trainer: Trainer, args: TrainingArguments, stage: str, summary: TesuSummary) -> None:
     """Train one stage (resuming from its own checkpoint when asked); record its optimizer steps and FLOPs."""
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -286,7 +314,7 @@ def run_tesu(
     counter = AudioSecondsCounter(model)
     if budget.encoder:
         if not model_args.init_from:
-            fit_normalization(model, processor, paired)
+            fit_encoder_normalization(model, processor, paired, fit_normalization)
         freeze_for_stage(model, "encoder")
         args = stage_arguments(training_args, "encoder", budget.encoder, model_args.tesu_encoder_learning_rate)
         collator = UnitCTCCollator(processor, augment)

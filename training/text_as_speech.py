@@ -39,9 +39,8 @@ def simulate_posteriors(
     unit_ids: list[int], num_units: int, simulation: TextPathSimulation, rng: np.random.Generator
 ) -> np.ndarray:
     """(U', C) pseudo-posteriors of `unit_ids` (never empty): dropped, repeated, smoothed over the non-blank units."""
-    kept = [unit for unit in unit_ids if rng.random() >= simulation.drop_rate] or [
-        unit_ids[rng.integers(len(unit_ids))]
-    ]
+    kept = [unit for unit in unit_ids if rng.random() >= simulation.drop_rate]
+    kept = kept or [unit_ids[rng.integers(len(unit_ids))]]
     units = [copy for unit in kept for copy in [unit] * (2 if rng.random() < simulation.repeat_rate else 1)]
     smoothing = rng.uniform(0.0, simulation.smoothing_max) if simulation.smoothing_max > 0 else 0.0
     posteriors = np.full((len(units), num_units), smoothing / (num_units - 2), dtype=np.float32)
