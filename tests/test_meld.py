@@ -7,6 +7,7 @@ import torch
 from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
 from modeling_mel_llm.discrete_latent import LatentLossWeights, LatentTraining
 from tests.conftest import overfit, overfit_tts
+from tests.fresh_process import auto_load_in_fresh_process
 from tests.test_training import losses_from_log, run_args, small_manifests  # noqa: F401  (fixture)
 from training.arguments import ModelArguments
 from training.finetuning import apply_finetuning
@@ -296,33 +297,16 @@ def test_two_stage_trains_the_autoencoder_alone_then_freezes_it(small_manifests,
 def test_a_fresh_process_auto_loads_the_same_logits_and_codes(meld_tts, processor, tts_clips, tmp_path):
     """save_pretrained → AutoModel in a new interpreter, from the saved code files: the same ASR logits and the same
     argmax codes of the clip."""
-    import json
-    import subprocess
-    import sys
-
     model, _ = meld_tts
     model.eval().save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     clip = tts_clips[0][0]
-    np.save(tmp_path / "clip.npy", clip)
-    script = (
-        "import sys, json, numpy as np, torch\n"
-        "from transformers import AutoModel, AutoProcessor\n"
-        "model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()\n"
-        "processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
-        "inputs = processor([np.load(sys.argv[1] + '/clip.npy')], sampling_rate=16000, return_tensors='pt')\n"
-        "with torch.no_grad():\n"
-        "    logits = model(**inputs).logits[0, -1]\n"
-        "    frames = model.audio_frontend.norm(inputs['input_features'])\n"
-        "    codes = model.speech_latent.encode(frames, inputs['input_features_mask'].bool())[0].argmax(-1)\n"
-        "print(json.dumps({'module': type(model).__module__, 'logits': logits.tolist(), 'codes': codes.tolist()}))\n"
+    codes_in_fresh_process = (
+        "frames = model.audio_frontend.norm(inputs['input_features'])\n"
+        "codes = model.speech_latent.encode(frames, inputs['input_features_mask'].bool())[0].argmax(-1)\n"
+        "report['codes'] = codes.tolist()"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd="/", check=True,
-        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    fresh = json.loads(result.stdout.strip().splitlines()[-1])
-    assert fresh["module"].startswith("transformers_modules")
+    fresh = auto_load_in_fresh_process(tmp_path, clip, codes_in_fresh_process)
     inputs = processor([clip], sampling_rate=16_000, return_tensors="pt")
     with torch.no_grad():
         logits = model(**inputs).logits[0, -1]
@@ -330,3 +314,4 @@ def test_a_fresh_process_auto_loads_the_same_logits_and_codes(meld_tts, processo
         codes = model.speech_latent.encode(frames, inputs["input_features_mask"].bool())[0].argmax(-1)
     torch.testing.assert_close(torch.tensor(fresh["logits"]), logits, atol=1e-5, rtol=1e-5)
     assert fresh["codes"] == codes.tolist()
+    assert fresh["tokens"] == model.generate(**inputs, max_new_tokens=5, do_sample=False)[0].tolist()

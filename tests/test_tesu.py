@@ -1,8 +1,6 @@
 """TESU-LLM (`MelLLMConfig(frontend="unified")`): one space for speech and text, an LLM side trained on text alone."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
 from modeling_mel_llm.unified_encoder import merge_segments, unit_segments
 from processing import MelLLMProcessor
 from tests.conftest import REPO_ROOT
+from tests.fresh_process import auto_load_in_fresh_process
 from training.arguments import ModelArguments
 from training.finetuning import apply_finetuning
 from training.tesu import StageBudget, freeze_for_stage
@@ -238,24 +237,7 @@ def test_auto_loading_in_a_fresh_process_and_the_asr_pipeline_work(tesu_run, fsd
 
     output_dir, _ = tesu_run
     clip = fsdd_batch[0][1]
-    np.save(output_dir / "clip.npy", clip)
-    script = (
-        "import sys, json, numpy as np, torch\n"
-        "from transformers import AutoModel, AutoProcessor\n"
-        "model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()\n"
-        "processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
-        "inputs = processor([np.load(sys.argv[1] + '/clip.npy')], sampling_rate=16000, return_tensors='pt')\n"
-        "with torch.no_grad():\n"
-        "    logits = model(**inputs).logits[0, -1]\n"
-        "tokens = model.generate(**inputs, max_new_tokens=5, do_sample=False)\n"
-        "print(json.dumps({'type': type(model).__module__, 'logits': logits.tolist(), 'tokens': tokens[0].tolist()}))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(output_dir)], capture_output=True, text=True, cwd="/", check=True,
-        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    fresh = json.loads(result.stdout.strip().splitlines()[-1])
-    assert fresh["type"].startswith("transformers_modules")  # the saved code, not this checkout's
+    fresh = auto_load_in_fresh_process(output_dir, clip)
     model = MelLLMForSpeechLM.from_pretrained(output_dir).eval()
     processor = MelLLMProcessor.from_pretrained(output_dir)
     inputs = processor([clip], sampling_rate=16_000, return_tensors="pt")
