@@ -249,16 +249,8 @@ class MelLLMConfig(PreTrainedConfig):
             )
 
     def _validate_encoder(self) -> None:
-        for name in (
-            "conformer_layers",
-            "conformer_attention_heads",
-            "conformer_ffn_dim",
-            "conformer_conv_kernel_size",
-            "conformer_bias_max_distance",
-            "conformer_chunk_length",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive for frontend='encoder', got {getattr(self, name)}.")
+        conformer = ("layers", "attention_heads", "ffn_dim", "conv_kernel_size", "bias_max_distance", "chunk_length")
+        self._check_positive([f"conformer_{name}" for name in conformer], " for frontend='encoder'")
         if self.conv_output_size % self.conformer_attention_heads:
             raise ValueError(
                 f"conformer_attention_heads={self.conformer_attention_heads} must divide the conformer width "
@@ -314,20 +306,19 @@ class MelLLMConfig(PreTrainedConfig):
             raise ValueError(
                 "frontend='unified' is a speech-understanding front end: it has no tts_head or MELD latents."
             )
-        sizes = (
-            "unified_encoder_size",
-            "unified_encoder_layers",
-            "unified_text_encoder_layers",
-            "unified_encoder_heads",
-        )
-        for name in sizes:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        sizes = ("encoder_size", "encoder_layers", "text_encoder_layers", "encoder_heads")
+        self._check_positive([f"unified_{name}" for name in sizes])
         if self.unified_encoder_size % self.unified_encoder_heads:
             raise ValueError(
                 f"unified_encoder_heads={self.unified_encoder_heads} must divide unified_encoder_size="
                 f"{self.unified_encoder_size}."
             )
+
+    def _check_positive(self, names: list[str], context: str = "") -> None:
+        """Each named size field is at least 1, or a `ValueError` names it (and `context`)."""
+        for name in names:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive{context}, got {getattr(self, name)}.")
 
     def with_tts_head(self, **tts_fields) -> "MelLLMConfig":
         """
