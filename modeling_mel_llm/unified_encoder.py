@@ -91,18 +91,14 @@ class MelLLMUnifiedFrontend(nn.Module):
         hidden = self.speech_encoder(patches, patch_mask)
         return hidden, self.ctc_head(hidden)
 
-    def ctc_loss(self, patches: torch.Tensor, patch_mask: torch.Tensor, unit_labels: torch.Tensor) -> torch.Tensor:
-        """Mean CTC loss per target unit; `unit_labels` (B, U) unit ids, -100 past each transcript's end."""
-        _, logits = self.speech_states(patches, patch_mask)
-        log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (P, B, C)
-        target_lengths = (unit_labels >= 0).sum(-1)
-        return F.ctc_loss(
-            log_probs, unit_labels.clamp(min=0), patch_mask.sum(-1), target_lengths, blank=0, zero_infinity=True
-        )
-
     def speech_vectors(self, patches: torch.Tensor, patch_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The shared-space vectors of speech, one per merged segment, left-aligned (B, P, W), and their (B, P) mask."""
-        hidden, logits = self.speech_states(patches, patch_mask)
+        return self.merged_vectors(*self.speech_states(patches, patch_mask), patch_mask)
+
+    def merged_vectors(
+        self, hidden: torch.Tensor, logits: torch.Tensor, patch_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`speech_vectors` from the encoder's states and CTC logits: blank-skip, merge, and the shared space."""
         posteriors = logits.softmax(-1)
         segments = unit_segments(posteriors, patch_mask, self.blank_threshold)
         if self.unit_embeddings is not None:
@@ -111,6 +107,31 @@ class MelLLMUnifiedFrontend(nn.Module):
         else:
             vectors, kept = merge_segments(hidden, segments)
         return vectors.masked_fill(~kept[..., None], 0.0), kept
+
+    def encoder_loss(
+        self,
+        patches: torch.Tensor,
+        patch_mask: torch.Tensor,
+        unit_labels: torch.Tensor,
+        unit_posteriors: torch.Tensor,
+        unit_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        The encoder stage's loss from one pass of the speech encoder: mean CTC loss per target unit (`unit_labels`
+        (B, U) unit ids, -100 past each transcript's end), plus for the `hidden` space the text encoder's match to
+        the merged states (`hidden_match_loss`; the transcripts as one-hot `unit_posteriors`).
+        """
+        hidden, logits = self.speech_states(patches, patch_mask)
+        log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (P, B, C)
+        target_lengths = (unit_labels >= 0).sum(-1)
+        loss = F.ctc_loss(
+            log_probs, unit_labels.clamp(min=0), patch_mask.sum(-1), target_lengths, blank=0, zero_infinity=True
+        )
+        if self.text_encoder is None:
+            return loss
+        targets, kept = self.merged_vectors(hidden.detach(), logits.detach(), patch_mask)
+        match = self.hidden_match_loss(targets, kept, unit_posteriors, unit_mask)
+        return loss if match is None else loss + match
 
     def text_vectors(self, unit_posteriors: torch.Tensor, unit_mask: torch.Tensor) -> torch.Tensor:
         """The shared-space vectors (B, U, W) of text given as (pseudo-)posteriors over the units (B, U, C)."""
@@ -125,15 +146,13 @@ class MelLLMUnifiedFrontend(nn.Module):
         return self.unit_embeddings(units / units.sum(-1, keepdim=True).clamp(min=1e-6))
 
     def hidden_match_loss(
-        self, patches: torch.Tensor, patch_mask: torch.Tensor, unit_posteriors: torch.Tensor, unit_mask: torch.Tensor
+        self, targets: torch.Tensor, kept: torch.Tensor, unit_posteriors: torch.Tensor, unit_mask: torch.Tensor
     ) -> torch.Tensor | None:
         """
-        `hidden` space: MSE + (1 - cosine) between the text encoder's vectors and the speech encoder's merged states,
-        over the clips whose segment count equals their unit count (there segment i is unit i). None if no clip
-        qualifies. The speech side is a fixed target.
+        `hidden` space: MSE + (1 - cosine) between the text encoder's vectors and the speech encoder's merged states
+        (`targets` (B, P, W) under `kept`, a fixed target), over the clips whose segment count equals their unit
+        count (there segment i is unit i). None if no clip qualifies.
         """
-        with torch.no_grad():
-            targets, kept = self.speech_vectors(patches, patch_mask)
         aligned = kept.sum(-1) == unit_mask.sum(-1)
         if not aligned.any():
             return None

@@ -110,17 +110,10 @@ class UnitCTCCollator:
                     batch["input_features"][i], frames[i], np.random.default_rng(example["seed"]), self.augment
                 )
         self.audio_seconds += sum(len(e["audio"]) for e in examples) / extractor.sampling_rate
-        units = [self.processor.text_units(e["text"]) for e in examples]
-        text_path = self.processor(text_as_speech=[e["text"] for e in examples])
-        labels = torch.full((len(units), max(map(len, units))), -100, dtype=torch.long)
-        for i, row in enumerate(units):
-            labels[i, : len(row)] = torch.tensor(row)
-        return {
-            **batch,
-            "unit_labels": labels,
-            "unit_posteriors": text_path["unit_posteriors"],
-            "unit_posteriors_mask": text_path["unit_posteriors_mask"],
-        }
+        text_path = self.processor(text_as_speech=[e["text"] for e in examples])  # one-hot: the labels are its argmax
+        posteriors, mask = text_path["unit_posteriors"], text_path["unit_posteriors_mask"]
+        labels = posteriors.argmax(-1).masked_fill(~mask, -100)
+        return {**batch, "unit_labels": labels, "unit_posteriors": posteriors, "unit_posteriors_mask": mask}
 
 
 class EncoderStageTrainer(Trainer):
@@ -130,13 +123,13 @@ class EncoderStageTrainer(Trainer):
         mel_llm = self.accelerator.unwrap_model(model)
         features = inputs["input_features"].to(next(mel_llm.unified_frontend.parameters()).dtype)
         patches, patch_mask = mel_llm.audio_frontend(features, inputs["input_features_mask"].bool())
-        unified = mel_llm.unified_frontend
-        loss = unified.ctc_loss(patches, patch_mask, inputs["unit_labels"])
-        if unified.text_encoder is not None:
-            match = unified.hidden_match_loss(
-                patches, patch_mask, inputs["unit_posteriors"], inputs["unit_posteriors_mask"].bool()
-            )
-            loss = loss if match is None else loss + match
+        loss = mel_llm.unified_frontend.encoder_loss(
+            patches,
+            patch_mask,
+            inputs["unit_labels"],
+            inputs["unit_posteriors"],
+            inputs["unit_posteriors_mask"].bool(),
+        )
         return (loss, {"loss": loss}) if return_outputs else loss
 
     def floating_point_ops(self, inputs: dict) -> int:
