@@ -31,7 +31,7 @@ from training.augment import AugmentConfig, spec_augment
 from training.corpus.corpora import TrainingData, load_training_data
 from training.corpus.open_text import load_open_sentences, transcript
 from training.data import Utterance
-from training.evaluation.eval_asr import evaluate_sets, load_clip, write_reports
+from training.evaluation.eval_asr import evaluate_sets, load_clip, transcribe_batch, write_reports
 from training.evaluation.text_normalizer import normalize_english
 from training.finetuning import apply_finetuning, save_trained_model
 from training.text_as_speech import (
@@ -238,15 +238,11 @@ def spoken_sums(utterances: list[Utterance], rate: int, seed: int) -> list[tuple
 
 def arithmetic_accuracy(model, processor: MelLLMProcessor, pairs: list[tuple[np.ndarray, str]]) -> dict:
     """Exact-match accuracy (%) of the sums the model says for spoken digit pairs."""
-    prompt = processor.build_prompt(ARITHMETIC_INSTRUCTION)
-    rate = processor.feature_extractor.sampling_rate
     correct = 0
     for start in range(0, len(pairs), 16):
         chunk = pairs[start : start + 16]
-        inputs = processor(text=[prompt] * len(chunk), audio=[clip for clip, _ in chunk], sampling_rate=rate)
-        with torch.inference_mode():
-            tokens = model.generate(**inputs, do_sample=False, max_new_tokens=8)
-        answers = processor.batch_decode(tokens[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        clips = [clip for clip, _ in chunk]
+        answers = transcribe_batch(model, processor, clips, instruction=ARITHMETIC_INSTRUCTION, max_new_tokens=8)
         correct += sum(normalize_english(a) == normalize_english(t) for a, (_, t) in zip(answers, chunk, strict=True))
     return {"accuracy": 100.0 * correct / max(len(pairs), 1), "n": len(pairs)}
 

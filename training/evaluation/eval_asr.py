@@ -39,11 +39,13 @@ def load_clip(utterance: Utterance, sampling_rate: int, peak_normalize: bool = T
     return audio / max(float(np.abs(audio).max()), 1e-4) * np.float32(0.9) if peak_normalize else audio
 
 
-def transcribe_batch(model, processor, clips: list, **generate_kwargs) -> list[str]:
+def transcribe_batch(model, processor, clips: list, instruction: str | None = None, **generate_kwargs) -> list[str]:
     """Transcripts of one batch of 16 kHz mono clips (prompt, left-padded generate, decode, strip); greedy unless
-    `generate_kwargs` ask for beams."""
+    `generate_kwargs` ask for beams. `instruction` replaces the ASR prompt's (another task asked of the audio)."""
     generate_kwargs = {"do_sample": False, "num_beams": 1, "max_new_tokens": 128, **generate_kwargs}
-    inputs = processor(audio=clips, sampling_rate=processor.feature_extractor.sampling_rate, return_tensors="pt")
+    prompts = None if instruction is None else [processor.build_prompt(instruction)] * len(clips)
+    rate = processor.feature_extractor.sampling_rate
+    inputs = processor(text=prompts, audio=clips, sampling_rate=rate, return_tensors="pt")
     inputs = inputs.to(model.device)
     inputs["input_features"] = inputs["input_features"].to(model.dtype)
     with torch.inference_mode():
