@@ -1,16 +1,22 @@
 """Speed at Whisper tiny.en's size (issue 19): an equal-size Mel-LLM beside transformers' and faster-whisper's Whisper.
 
-Launch from the repository root (needs the peers extra, `pip install -e ".[peers]"`; about 10 minutes on 2 cores):
+Launch from the repository root (needs the peers and int8 extras, `pip install -e ".[peers,int8]"`; about 10 minutes
+on 2 cores; `benchmarks.inference --size whisper-tiny|smollm2` runs the same):
 
-    .venv/bin/python -m benchmarks.equal_size [--audio DIR] [--num-clips 25] [--batch-sizes 1 8] [--threads 2]
+    .venv/bin/python -m benchmarks.equal_size [--size whisper-tiny|smollm2] [--audio DIR] [--num-clips 25]
+        [--batch-sizes 1 8] [--threads 2]
 
 Systems, all on the same clips, interleaved batch by batch in one process, greedy:
 - `whisper-hf`: transformers' Whisper tiny.en (37.8 M), rebuilt from the bundled CTranslate2 weights
   (`benchmarks.whisper_ct2`), default `generate`; its token count per batch is what every Mel-LLM must emit;
-- `mel-llm`: a Llama backbone of Whisper tiny.en's size (384 wide, 8 layers, tied embeddings, Whisper's own
-  tokenizer plus the audio and chat tokens), `stack` front end, random weights, default `generate`, forced to the
-  batch's Whisper token count; `mel-llm-int8`: the same with `torch.ao.quantization.quantize_dynamic` int8 linears;
-  `mel-llm-compiled`: the same with `model.forward = torch.compile(...)` and a static cache;
+- `mel-llm`: a Llama backbone of `--size` (whisper-tiny: Whisper tiny.en's size, 384 wide, 8 layers, tied
+  embeddings; smollm2: SmolLM2-135M's shape), Whisper's own tokenizer plus the audio and chat tokens, `stack` front
+  end, random weights, default `generate`, forced to the batch's Whisper token count;
+- `mel-llm-compiled`: the same with `model.forward = torch.compile(...)` and a static cache (its tokens are compared
+  with the eager model's);
+- `mel-llm-int8`: the same weights loaded through `from_pretrained(..., quantization_config=int8_config())`
+  (training/tools/int8.py: torchao int8 weights and per-token int8 activations in every backbone linear layer, the
+  LM head untied first so it is int8 too), compiled, static cache;
 - `faster-whisper-int8`: Whisper tiny.en on CTranslate2 int8 (batch 1 only: its transcribe takes one clip).
 Clips: `--audio DIR` (every audio file in it), else espeak-ng sentences of the open text joined into 5–20 s clips.
 RTFx = audio seconds / seconds in the system's call (features, generate, decode), after one untimed warm-up batch.
@@ -19,6 +25,7 @@ RTFx = audio seconds / seconds in the system's call (features, generate, decode)
 import argparse
 import copy
 import random
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,14 +40,22 @@ from processing import MelLLMProcessor, load_audio
 from training.corpus.open_text import load_open_sentences
 from training.corpus.synthetic_speech import EspeakSynthesizer
 from training.progress import announce, progress
+from training.tools.int8 import int8_config, untie_output_embeddings
 
 
 RATE = 16_000
-SYSTEMS = ("whisper-hf", "mel-llm", "mel-llm-int8", "mel-llm-compiled", "faster-whisper-int8")
+SYSTEMS = ("whisper-hf", "mel-llm", "mel-llm-compiled", "mel-llm-int8", "faster-whisper-int8")
+# Backbone shapes: Whisper tiny.en's parameter count (with Whisper's vocabulary) and SmolLM2-135M's layout.
+SIZES = {
+    "whisper-tiny": {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 8, "num_attention_heads": 6},
+    "smollm2": {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9},
+}
+KV_HEADS = {"whisper-tiny": 6, "smollm2": 3}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=list(SIZES), default="whisper-tiny", help="the Mel-LLM backbone's shape")
     parser.add_argument("--audio", type=Path, help="a folder of real clips (any rate and format soundfile reads)")
     parser.add_argument("--num-clips", type=int, default=25)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
@@ -72,18 +87,18 @@ def speech_clips(args: argparse.Namespace) -> list[np.ndarray]:
     return clips
 
 
-def whisper_sized_mel_llm(tokenizer) -> tuple[MelLLMForSpeechLM, MelLLMProcessor]:
-    """A random-weight Mel-LLM with Whisper tiny.en's parameter count and tokenizer."""
+def whisper_sized_mel_llm(
+    tokenizer, size: str = "whisper-tiny", **config_fields
+) -> tuple[MelLLMForSpeechLM, MelLLMProcessor]:
+    """A random-weight Mel-LLM of backbone shape `size` (`SIZES`) with Whisper tiny.en's tokenizer; `config_fields`
+    go to `MelLLMConfig` (e.g. `tts_head=True`)."""
     tokenizer = copy.deepcopy(tokenizer)
     tokenizer.eos_token = tokenizer.pad_token = tokenizer.convert_ids_to_tokens(END_OF_TEXT)
     processor = MelLLMProcessor.from_text_tokenizer(tokenizer)
     text_config = LlamaConfig(
         vocab_size=len(processor.tokenizer),
-        hidden_size=384,
-        intermediate_size=1536,
-        num_hidden_layers=8,
-        num_attention_heads=6,
-        num_key_value_heads=6,
+        **SIZES[size],
+        num_key_value_heads=KV_HEADS[size],
         max_position_embeddings=4096,
         tie_word_embeddings=True,
         eos_token_id=END_OF_TEXT,
@@ -91,17 +106,29 @@ def whisper_sized_mel_llm(tokenizer) -> tuple[MelLLMForSpeechLM, MelLLMProcessor
         bos_token_id=END_OF_TEXT,
     )
     torch.manual_seed(0)
-    model = MelLLMForSpeechLM(MelLLMConfig(text_config=text_config, audio_token_id=processor.audio_token_id)).eval()
+    config = MelLLMConfig(text_config=text_config, audio_token_id=processor.audio_token_id, **config_fields)
+    model = MelLLMForSpeechLM(config).eval()
     model.generation_config.eos_token_id = model.generation_config.pad_token_id = END_OF_TEXT
     return model, processor
+
+
+def int8_mel_llm(model: MelLLMForSpeechLM) -> MelLLMForSpeechLM:
+    """`model` loaded back the way a user loads int8 (untied LM head, `int8_config`), its forward compiled."""
+    untied = copy.deepcopy(model)
+    untie_output_embeddings(untied)
+    with tempfile.TemporaryDirectory() as folder:
+        untied.save_pretrained(folder)
+        quantized = MelLLMForSpeechLM.from_pretrained(folder, quantization_config=int8_config()).eval()
+    quantized.generation_config = copy.deepcopy(model.generation_config)
+    quantized.forward = torch.compile(quantized.forward, dynamic=True)
+    return quantized
 
 
 def runners(args: argparse.Namespace) -> tuple[dict, dict]:
     """Per system: batch of clips (+ the batch's Whisper token count) → token rows; and each system's size."""
     whisper, tokenizer = load_whisper_from_ct2()
     features = WhisperFeatureExtractor()
-    mel_llm, processor = whisper_sized_mel_llm(tokenizer)
-    quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(mel_llm), {torch.nn.Linear}, dtype=torch.qint8)
+    mel_llm, processor = whisper_sized_mel_llm(tokenizer, args.size)
     compiled = copy.deepcopy(mel_llm)
     compiled.forward = torch.compile(compiled.forward, dynamic=True)
 
@@ -121,9 +148,10 @@ def runners(args: argparse.Namespace) -> tuple[dict, dict]:
     systems = {
         "whisper-hf": run_whisper,
         "mel-llm": mel_llm_runner(mel_llm),
-        "mel-llm-int8": mel_llm_runner(quantized),
         "mel-llm-compiled": mel_llm_runner(compiled, cache_implementation="static"),
     }
+    if "mel-llm-int8" in args.systems:
+        systems["mel-llm-int8"] = mel_llm_runner(int8_mel_llm(mel_llm), cache_implementation="static")
     if "faster-whisper-int8" in args.systems:
         from faster_whisper import WhisperModel
 

@@ -2,6 +2,7 @@
 
     python -m training.evaluation.eval_asr --model runs/tiny_cpu --data test=manifest.jsonl [--data other.jsonl ...]
         [--batch-size 16] [--max-samples N] [--num-beams 1] [--out-dir DIR] [--device cpu|cuda] [--dtype auto|...]
+        [--int8] [--compile]
 
 References and hypotheses (greedy, or beam search with --num-beams) go through Whisper's English normaliser; samples
 whose normalised reference is empty are dropped; WER/CER are corpus-level (jiwer, x100, 2 decimals); the average is
@@ -28,6 +29,7 @@ from processing import load_audio
 from training.data import Utterance, read_manifest
 from training.evaluation.text_normalizer import normalize_english
 from training.progress import progress
+from training.tools.int8 import int8_config
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -241,6 +243,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-beams", type=int, default=1, help="beam width; 1 = greedy")
     parser.add_argument("--worst", type=int, default=10, help="worst utterances listed per set in report.md")
     parser.add_argument("--no-peak-normalize", action="store_true", help="feed clips at their recorded level")
+    parser.add_argument("--int8", action="store_true", help="load the backbone's linear layers as int8 (torchao)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile forward, decode with a static cache")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
 
@@ -251,7 +255,10 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"two --data sets are named {name!r}; name them with name=path")
         sets[name] = read_manifest(path)[: args.max_samples]
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
-    model = AutoModelForSpeechSeq2Seq.from_pretrained(args.model, trust_remote_code=True, dtype=args.dtype)
+    quantization = {"quantization_config": int8_config()} if args.int8 else {}
+    model = AutoModelForSpeechSeq2Seq.from_pretrained(
+        args.model, trust_remote_code=True, dtype=args.dtype, **quantization
+    )
     model.to(args.device)
     options = {
         "peak_normalize": not args.no_peak_normalize,
@@ -259,6 +266,9 @@ def main(argv: list[str] | None = None) -> dict:
         "max_new_tokens": args.max_new_tokens,
         "num_beams": args.num_beams,
     }
+    if args.compile:
+        model.forward = torch.compile(model.forward, dynamic=True)
+        options["cache_implementation"] = "static"
     results = evaluate_sets(model, processor, sets, args.batch_size, **options)
     command = shlex.join(["python", "-m", "training.evaluation.eval_asr", *argv])
     _, md_path = write_reports(results, args.out_dir or Path(args.model) / "eval", args.model, command)
