@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for name, m in measured.items():
             row = {"system": name, "batch": batch_size, "rtfx": round(m["rtfx"], 2), "seconds": round(m["seconds"], 2)}
             row["vs_whisper_hf"] = round(m["rtfx"] / measured["whisper-hf"]["rtfx"], 2)
+            row["tokens"] = sum(len(tokens) for tokens in m["tokens"])  # what each system emitted, all batches
             if name == "mel-llm-compiled" and eager is not None:
                 row["same_tokens_as_eager"] = m["tokens"] == eager
             results.append(row)
