@@ -17,13 +17,15 @@ Systems, all on the same clips, interleaved batch by batch in one process, greed
 - `mel-llm-int8`: the same weights loaded through `from_pretrained(..., quantization_config=int8_config())`
   (training/tools/int8.py: torchao int8 weights and per-token int8 activations in every backbone linear layer, the
   LM head untied first so it is int8 too), compiled, static cache;
-- `faster-whisper-int8`: Whisper tiny.en on CTranslate2 int8 (batch 1 only: its transcribe takes one clip).
+- `faster-whisper-int8`: Whisper tiny.en on CTranslate2 int8 (batch 1 only: its transcribe takes one clip), in a
+  worker process of its own and timed there (in this process CTranslate2 would slow the torch systems ~1.8x).
 Clips: `--audio DIR` (every audio file in it), else espeak-ng sentences of the open text joined into 5–20 s clips.
 RTFx = audio seconds / seconds in the system's call (features, generate, decode), after one untimed warm-up batch.
 """
 
 import argparse
 import copy
+import multiprocessing
 import random
 import tempfile
 import time
@@ -112,6 +114,49 @@ def whisper_sized_mel_llm(
     return model, processor
 
 
+def timed(run):
+    """`run(batch, count)` → (its token rows, the seconds it took)."""
+
+    def run_timed(batch, count):
+        began = time.perf_counter()
+        rows = run(batch, count)
+        return rows, time.perf_counter() - began
+
+    return run_timed
+
+
+def _serve_faster_whisper(connection, threads: int) -> None:
+    """Worker process: transcribe each batch of clips sent, answer (token rows, seconds inside transcribe)."""
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(bundled_model_dir()), device="cpu", compute_type="int8", cpu_threads=threads)
+    options = {"language": "en", "beam_size": 1, "temperature": 0.0, "condition_on_previous_text": False}
+    options |= {"without_timestamps": True, "vad_filter": False}
+    while (batch := connection.recv()) is not None:
+        began = time.perf_counter()
+        rows = [[t for s in model.transcribe(clip, **options)[0] for t in s.tokens] for clip in batch]
+        connection.send((rows, time.perf_counter() - began))
+
+
+class FasterWhisperProcess:
+    """faster-whisper in its own process, called in turn like the others and timed inside the worker: loaded in
+    this process, CTranslate2 slows every torch system here about 1.8x (measured; it lasts while its model lives)."""
+
+    def __init__(self, threads: int):
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_serve_faster_whisper, args=(child, threads), daemon=True)
+        self.process.start()
+
+    def __call__(self, batch, _count):
+        self.connection.send(batch)
+        return self.connection.recv()
+
+    def close(self) -> None:
+        self.connection.send(None)
+        self.process.join()
+
+
 def int8_mel_llm(model: MelLLMForSpeechLM) -> MelLLMForSpeechLM:
     """`model` loaded back the way a user loads int8 (untied LM head, `int8_config`), its forward compiled."""
     untied = copy.deepcopy(model)
@@ -152,17 +197,9 @@ def runners(args: argparse.Namespace) -> tuple[dict, dict]:
     }
     if "mel-llm-int8" in args.systems:
         systems["mel-llm-int8"] = mel_llm_runner(int8_mel_llm(mel_llm), cache_implementation="static")
+    systems = {name: timed(run) for name, run in systems.items()}
     if "faster-whisper-int8" in args.systems:
-        from faster_whisper import WhisperModel
-
-        fast = WhisperModel(str(bundled_model_dir()), device="cpu", compute_type="int8", cpu_threads=args.threads)
-        options = {"language": "en", "beam_size": 1, "temperature": 0.0, "condition_on_previous_text": False}
-        options |= {"without_timestamps": True, "vad_filter": False}
-
-        def run_fast(batch, _count):
-            return [[t for s in fast.transcribe(clip, **options)[0] for t in s.tokens] for clip in batch]
-
-        systems["faster-whisper-int8"] = run_fast
+        systems["faster-whisper-int8"] = FasterWhisperProcess(args.threads)
     sizes = {"whisper-hf": whisper.num_parameters(), "mel-llm": mel_llm.num_parameters()}
     return {name: run for name, run in systems.items() if name in args.systems}, sizes
 
@@ -170,16 +207,16 @@ def runners(args: argparse.Namespace) -> tuple[dict, dict]:
 def measure(systems: dict, clips: list[np.ndarray], batch_size: int) -> dict[str, dict]:
     """Each system on every batch in turn (one untimed warm-up batch each); RTFx and the tokens per system."""
     batches = [clips[i : i + batch_size] for i in range(0, len(clips), batch_size)]
-    counts = [max(1, max(len(row) for row in systems["whisper-hf"](batch, 0))) for batch in batches]
+    counts = [max(1, max(len(row) for row in systems["whisper-hf"](batch, 0)[0])) for batch in batches]
     active = {n: run for n, run in systems.items() if not (n == "faster-whisper-int8" and batch_size > 1)}
     for run in active.values():
         run(batches[0], counts[0])
     seconds, tokens = dict.fromkeys(active, 0.0), {name: [] for name in active}
     for batch, count in progress(list(zip(batches, counts, strict=True)), len(batches), f"batch size {batch_size}"):
         for name, run in active.items():
-            began = time.perf_counter()
-            tokens[name] += run(batch, count)
-            seconds[name] += time.perf_counter() - began
+            rows, took = run(batch, count)
+            tokens[name] += rows
+            seconds[name] += took
     audio_s = sum(len(c) for c in clips) / RATE
     return {
         name: {"rtfx": audio_s / seconds[name], "seconds": seconds[name], "tokens": tokens[name]} for name in active
@@ -196,6 +233,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = []
     for batch_size in args.batch_sizes:
         measured = measure(systems, clips, batch_size)
+        if batch_size == args.batch_sizes[-1] and isinstance(systems.get("faster-whisper-int8"), FasterWhisperProcess):
+            systems["faster-whisper-int8"].close()
         eager = measured.get("mel-llm", {}).get("tokens")
         for name, m in measured.items():
             row = {"system": name, "batch": batch_size, "rtfx": round(m["rtfx"], 2), "seconds": round(m["seconds"], 2)}
