@@ -8,6 +8,11 @@
    vocab 200064) behind the `stack` and `conv` front ends, bf16 + SDPA: greedy ASR RTFx at several batch sizes
    (a fixed number of new tokens, since random weights never emit EOS), and one LoRA (r=320, alpha=640) training
    step's throughput with gradient checkpointing. Speed does not depend on the weights' values.
+3. against the hardware (issue 19): each batch size decodes eagerly (dynamic cache) and with a static cache, whose
+   decode step transformers compiles by itself on CUDA; a decode step's time (generate with N new tokens minus
+   generate with 1, over N - 1) is set against the bandwidth roofline (every weight read once a step, bf16), and the
+   LoRA step's model FLOPs (4 x parameters x tokens: forward and input gradients; frozen weights get no weight
+   gradients, and recomputation is not counted) against the bf16 dense peak. Peaks from the vendors' datasheets.
 """
 
 import argparse
@@ -25,6 +30,30 @@ from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
 from processing import load_audio
 from tests.conftest import overfit, transcribe
 from training.tiny import DIGIT_WORDS, build_tiny_model, build_tiny_processor
+
+
+# Dense bf16 FLOP/s and memory bandwidth (bytes/s) of the lent GPUs (SXM datasheets); matched by device name.
+PEAKS = {"H200": (989e12, 4.8e12), "H100": (989e12, 3.35e12)}
+
+
+def device_peaks(device_name: str) -> tuple[float, float] | None:
+    """(bf16 FLOP/s, bytes/s) of a known GPU, else None (the fractions are then left out)."""
+    return next((peaks for key, peaks in PEAKS.items() if key in device_name), None)
+
+
+def decode_step_seconds(seconds_n_tokens: float, seconds_one_token: float, new_tokens: int) -> float:
+    """One decode step: what `new_tokens - 1` more tokens cost beyond the prefill's first."""
+    return (seconds_n_tokens - seconds_one_token) / (new_tokens - 1)
+
+
+def roofline_fraction(weight_bytes: float, bandwidth: float, step_seconds: float) -> float:
+    """How close a decode step comes to reading every weight once at full bandwidth (1.0 = the roofline)."""
+    return weight_bytes / bandwidth / step_seconds
+
+
+def lora_mfu(parameters: int, tokens: int, step_seconds: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation of a LoRA step: 4 · N · tokens (forward + input gradients) over the peak."""
+    return 4 * parameters * tokens / step_seconds / peak_flops
 
 
 def timed(fn, repeats: int = 3) -> float:
@@ -118,30 +147,28 @@ def synthetic_prompt(batch: int, audio_s: float, text_tokens: int, audio_token_i
 def speed(frontend: str, batch_sizes: list[int], audio_s: float, new_tokens: int) -> list[dict]:
     model = paper_scale_model(frontend)
     params = model.num_parameters()
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.language_model.parameters())
+    peaks = device_peaks(torch.cuda.get_device_name())
     rows = []
     for batch in batch_sizes:
         kwargs = synthetic_prompt(batch, audio_s, text_tokens=12)
+        for decoding, options in {"eager": {}, "static-compiled": {"cache_implementation": "static"}}.items():
 
-        def generate(kwargs=kwargs):
-            with torch.inference_mode():
-                model.generate(**kwargs, do_sample=False, min_new_tokens=new_tokens, max_new_tokens=new_tokens)
+            def generate(tokens, kwargs=kwargs, options=options):
+                with torch.inference_mode():
+                    model.generate(**kwargs, **options, do_sample=False, min_new_tokens=tokens, max_new_tokens=tokens)
 
-        torch.cuda.reset_peak_memory_stats()
-        seconds = timed(generate)
-        rows.append(
-            {
-                "frontend": frontend,
-                "params": params,
-                "batch": batch,
-                "audio_s_per_clip": audio_s,
-                "new_tokens": new_tokens,
-                "wall_s": seconds,
-                "rtfx": batch * audio_s / seconds,
-                "decode_tokens_per_s": batch * new_tokens / seconds,
-                "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
+            torch.cuda.reset_peak_memory_stats()
+            seconds = timed(lambda: generate(new_tokens))
+            step = decode_step_seconds(seconds, timed(lambda: generate(1)), new_tokens)
+            row = {"frontend": frontend, "decoding": decoding, "params": params, "batch": batch}
+            row |= {"audio_s_per_clip": audio_s, "new_tokens": new_tokens, "wall_s": seconds}
+            row |= {"rtfx": batch * audio_s / seconds, "decode_step_ms": step * 1000}
+            row |= {"decode_tokens_per_s": batch / step, "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
+            if peaks is not None:
+                row["bandwidth_roofline_fraction"] = roofline_fraction(weight_bytes, peaks[1], step)
+            rows.append(row)
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -174,6 +201,8 @@ def lora_step(batch: int, audio_s: float, transcript_tokens: int = 40) -> dict:
 
     torch.cuda.reset_peak_memory_stats()
     seconds = timed(step, repeats=3)
+    peaks = device_peaks(torch.cuda.get_device_name())
+    parameters = sum(p.numel() for p in model.parameters())
     return {
         "batch": batch,
         "audio_s_per_clip": audio_s,
@@ -183,6 +212,7 @@ def lora_step(batch: int, audio_s: float, transcript_tokens: int = 40) -> dict:
         "tokens_per_s": batch * length / seconds,
         "audio_s_per_s": batch * audio_s / seconds,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "mfu": None if peaks is None else lora_mfu(parameters, batch * length, seconds, peaks[0]),
     }
 
 
