@@ -11,7 +11,7 @@ Write an int8 checkpoint (safetensors) that a plain `from_pretrained` loads as i
 
 Decoding is fastest compiled with a static cache (`model.forward = torch.compile(model.forward, dynamic=True)`,
 `generate(..., cache_implementation="static")`): eager int8 pays a quantize step per layer in Python, which on small
-models costs more than the smaller weights save (benchmarks/equal_size.py measures both).
+models costs more than the smaller weights save (docs/RESULTS.md, section 16).
 """
 
 import argparse
