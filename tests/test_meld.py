@@ -6,7 +6,7 @@ import torch
 
 from modeling_mel_llm import MelLLMConfig, MelLLMForSpeechLM
 from modeling_mel_llm.discrete_latent import LatentLossWeights, LatentTraining
-from tests.conftest import overfit, overfit_tts
+from tests.conftest import REPO_ROOT, overfit, overfit_tts
 from tests.fresh_process import auto_load_in_fresh_process
 from tests.test_training import losses_from_log, run_args, small_manifests  # noqa: F401  (fixture)
 from training.arguments import ModelArguments
@@ -315,3 +315,25 @@ def test_a_fresh_process_auto_loads_the_same_logits_and_codes(meld_tts, processo
     torch.testing.assert_close(torch.tensor(fresh["logits"]), logits, atol=1e-5, rtol=1e-5)
     assert fresh["codes"] == codes.tolist()
     assert fresh["tokens"] == model.generate(**inputs, max_new_tokens=5, do_sample=False)[0].tolist()
+
+
+def test_the_gpu_recipe_runs_20_steps_with_a_tiny_backbone_on_local_clips(tmp_path):
+    """meld_librispeech.yaml as written (LoRA, joint discrete latents, half the rows TTS), with the backbone and
+    data swapped for what CI has: a tiny from-scratch LM and the committed FSDD clips."""
+    from training.train import main
+
+    results = main([
+        str(REPO_ROOT / "training/configs/meld_librispeech.yaml"), f"--output_dir={tmp_path}", "--text_model=null",
+        "--corpus=fsdd", "--fsdd_test_speaker=null", "--max_steps=20", "--bf16=false", "--use_cpu=true",
+        "--dataloader_num_workers=0", "--per_device_train_batch_size=4", "--eval_max_samples=4",
+        "--save_strategy=no", "--lora_r=4", "--lora_alpha=8", "--activation_checkpointing=false", "--logging_steps=5",
+        "--latent_config={speech_latent: discrete, latent_codes: 16, latent_encoder_channels: 32, asr_input: latent}",
+    ])  # fmt: skip
+    losses = losses_from_log(tmp_path)
+    assert len(losses) > 0
+    assert all(np.isfinite(losses))
+    assert set(results["sets"])  # the held-out split was transcribed
+    assert (tmp_path / "adapter").is_dir()  # LoRA on the LLM side, merged into the saved model
+    saved = MelLLMForSpeechLM.from_pretrained(tmp_path)
+    assert saved.config.speech_latent == "discrete"
+    assert saved.config.tts_head
