@@ -106,7 +106,8 @@ def judged(transcribe, clips: list[np.ndarray], texts: list[str]) -> dict:
     """WER/CER (%) of `transcribe(clips)` against `texts`, both Whisper-normalised, with the hypotheses."""
     hypotheses = transcribe(clips)
     result = score([normalize_english(t) for t in texts], [normalize_english(h) for h in hypotheses])
-    return {"wer": result["wer"], "cer": result["cer"], "hypotheses": hypotheses}
+    deletion_rate = round(100 * result["deletions"] / max(result["reference_words"], 1), 2)
+    return {"wer": result["wer"], "cer": result["cer"], "deletion_rate": deletion_rate, "hypotheses": hypotheses}
 
 
 def asr_scores(asr, processor, clips: list[np.ndarray], references: list[str], batch_size: int) -> dict:

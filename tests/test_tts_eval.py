@@ -99,5 +99,20 @@ def test_tts_everyday_speaks_typed_text_through_the_pipeline(tts_dir, tmp_path, 
     assert json.loads(out.read_text())["results"] == results
     assert (out.parent / "everyday_typed_0.wav").stat().st_size > 100
     assert f"speaking the typed sentences through the pipeline: {len(TYPED_SENTENCES)}/" in capsys.readouterr().err
+    assert all(0 <= r["run_ons"] <= r["num_sentences"] and 0 <= r["deletion_rate"] <= 100 for r in results)
     with pytest.raises(ValueError, match="No judge"):
         everyday(["--model", str(tts_dir), "--manifest", str(FSDD_DIR / "manifest.jsonl"), "--no-whisper"])
+
+
+def test_prolonged_silences_count_internal_quiet_runs_only():
+    from benchmarks.tts_everyday import prolonged_silences
+
+    rate = 16_000
+    tone = 0.5 * np.sin(2 * np.pi * 220 * np.arange(rate // 2) / rate).astype(np.float32)
+
+    def quiet(seconds):
+        return np.full(int(seconds * rate), 1e-4, dtype=np.float32)  # -74 dB under the tone's peak
+
+    assert prolonged_silences(np.concatenate([tone, quiet(0.6), tone]), rate) == 1
+    assert prolonged_silences(np.concatenate([tone, quiet(0.3), tone, quiet(0.7), tone, quiet(0.5), tone]), rate) == 2
+    assert prolonged_silences(np.concatenate([quiet(1.0), tone, quiet(1.0)]), rate) == 0  # leading and trailing
