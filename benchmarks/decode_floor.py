@@ -25,9 +25,8 @@ from torch.profiler import ProfilerActivity, profile
 from transformers import DynamicCache, WhisperFeatureExtractor
 
 from benchmarks.common import REPO_ROOT, environment, write_results
-from benchmarks.equal_size import RATE, SIZES, whisper_sized_mel_llm
+from benchmarks.equal_size import RATE, SIZES, joined_speech, whisper_sized_mel_llm
 from benchmarks.whisper_ct2 import END_OF_TEXT, load_whisper_from_ct2
-from processing import load_audio
 from training.corpus.open_text import load_open_sentences
 from training.corpus.synthetic_speech import EspeakSynthesizer
 
@@ -46,12 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def fifteen_second_clip(seed: int) -> np.ndarray:
-    """Open-text sentences spoken by espeak-ng, joined until the clip lasts about 15 s."""
-    rng, synthesizer, sentences, parts = random.Random(seed), EspeakSynthesizer(), load_open_sentences(), []
-    while sum(len(p) for p in parts) < 15 * RATE:
-        speech = synthesizer.synthesize(rng.choice(sentences), "en-us", 175, 50, 50)
-        parts.append(load_audio({"raw": speech, "sampling_rate": synthesizer.sampling_rate}, RATE))
-    return np.concatenate(parts)
+    """Open-text sentences spoken by espeak-ng, joined without gaps until the clip lasts about 15 s."""
+    rng, sentences = random.Random(seed), load_open_sentences()
+    return joined_speech(rng, EspeakSynthesizer(), sentences, 15.0, limit_s=float("inf"), gap_s=0.0)
 
 
 def per_call_ms(call, repeats: int) -> float:

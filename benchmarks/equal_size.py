@@ -27,7 +27,6 @@ import argparse
 import copy
 import multiprocessing
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from processing import MelLLMProcessor, load_audio
 from training.corpus.open_text import load_open_sentences
 from training.corpus.synthetic_speech import EspeakSynthesizer
 from training.progress import announce, progress
-from training.tools.int8 import int8_config, untie_output_embeddings
+from training.tools.int8 import quantize_int8
 
 
 RATE = 16_000
@@ -75,18 +74,23 @@ def speech_clips(args: argparse.Namespace) -> list[np.ndarray]:
         return [load_audio(str(p), RATE) for p in paths]
     rng, synthesizer = random.Random(args.seed), EspeakSynthesizer()
     sentences = load_open_sentences()
-    clips = []
-    for _ in range(args.num_clips):
-        target, parts, seconds = rng.uniform(5.0, 20.0), [], 0.0
-        while seconds < target:
-            speech = synthesizer.synthesize(rng.choice(sentences), "en-us", 175, 50, 50)
-            speech = load_audio({"raw": speech, "sampling_rate": synthesizer.sampling_rate}, RATE)
-            if seconds + len(speech) / RATE > 20.0 and parts:
-                break
-            parts += [speech, np.zeros(int(0.3 * RATE), dtype=np.float32)]
-            seconds += len(speech) / RATE + 0.3
-        clips.append(np.concatenate(parts))
-    return clips
+    return [joined_speech(rng, synthesizer, sentences, rng.uniform(5.0, 20.0)) for _ in range(args.num_clips)]
+
+
+def joined_speech(
+    rng: random.Random, synthesizer, sentences: list[str], target_s: float, limit_s: float = 20.0, gap_s: float = 0.3
+) -> np.ndarray:
+    """Random sentences spoken by espeak-ng, `gap_s` apart, until the clip lasts `target_s` (a sentence that would
+    pass `limit_s` ends it instead, unless it is the first)."""
+    parts, seconds = [], 0.0
+    while seconds < target_s:
+        speech = synthesizer.synthesize(rng.choice(sentences), "en-us", 175, 50, 50)
+        speech = load_audio({"raw": speech, "sampling_rate": synthesizer.sampling_rate}, RATE)
+        if seconds + len(speech) / RATE > limit_s and parts:
+            break
+        parts += [speech, np.zeros(int(gap_s * RATE), dtype=np.float32)]
+        seconds += len(speech) / RATE + gap_s
+    return np.concatenate(parts)
 
 
 def whisper_sized_mel_llm(
@@ -159,11 +163,7 @@ class FasterWhisperProcess:
 
 def int8_mel_llm(model: MelLLMForSpeechLM) -> MelLLMForSpeechLM:
     """`model` loaded back the way a user loads int8 (untied LM head, `int8_config`), its forward compiled."""
-    untied = copy.deepcopy(model)
-    untie_output_embeddings(untied)
-    with tempfile.TemporaryDirectory() as folder:
-        untied.save_pretrained(folder)
-        quantized = MelLLMForSpeechLM.from_pretrained(folder, quantization_config=int8_config()).eval()
+    quantized = quantize_int8(copy.deepcopy(model)).eval()
     quantized.generation_config = copy.deepcopy(model.generation_config)
     quantized.forward = torch.compile(quantized.forward, dynamic=True)
     return quantized
@@ -233,8 +233,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = []
     for batch_size in args.batch_sizes:
         measured = measure(systems, clips, batch_size)
-        if batch_size == args.batch_sizes[-1] and isinstance(systems.get("faster-whisper-int8"), FasterWhisperProcess):
-            systems["faster-whisper-int8"].close()
         eager = measured.get("mel-llm", {}).get("tokens")
         for name, m in measured.items():
             row = {"system": name, "batch": batch_size, "rtfx": round(m["rtfx"], 2), "seconds": round(m["seconds"], 2)}
@@ -243,6 +241,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if name == "mel-llm-compiled" and eager is not None:
                 row["same_tokens_as_eager"] = m["tokens"] == eager
             results.append(row)
+    if isinstance(systems.get("faster-whisper-int8"), FasterWhisperProcess):
+        systems["faster-whisper-int8"].close()
     durations = [len(c) / RATE for c in clips]
     env |= {"clips_s": [round(min(durations), 1), round(max(durations), 1), round(sum(durations), 1)], **sizes}
     lines = ["| system | batch | RTFx | × HF Whisper | note |", "|---|---:|---:|---:|---|"]

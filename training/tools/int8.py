@@ -57,14 +57,19 @@ def untie_output_embeddings(model: MelLLMForSpeechLM) -> bool:
     return True
 
 
+def quantize_int8(model: MelLLMForSpeechLM) -> MelLLMForSpeechLM:
+    """An int8 copy of a float model, loaded the way users load one (`int8_config`), its LM head untied first so it is
+    int8 too. Unties `model` itself (a lookup table and a head with the same values: its outputs do not change)."""
+    untie_output_embeddings(model)
+    with tempfile.TemporaryDirectory() as untied:
+        model.save_pretrained(untied)
+        return MelLLMForSpeechLM.from_pretrained(untied, quantization_config=int8_config())
+
+
 def write_int8_checkpoint(source: str | Path, destination: str | Path) -> MelLLMForSpeechLM:
     """Save `source`'s model with an untied int8 LM head and int8 backbone layers (plus its processor files) to
     `destination`; return the int8 model."""
-    model = MelLLMForSpeechLM.from_pretrained(source)
-    with tempfile.TemporaryDirectory() as untied:
-        untie_output_embeddings(model)
-        model.save_pretrained(untied)
-        quantized = MelLLMForSpeechLM.from_pretrained(untied, quantization_config=int8_config())
+    quantized = quantize_int8(MelLLMForSpeechLM.from_pretrained(source))
     quantized.save_pretrained(destination)
     MelLLMProcessor.from_pretrained(source).save_pretrained(destination)
     return quantized
