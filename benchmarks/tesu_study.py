@@ -13,22 +13,18 @@ parameters; per system the mean ± sd over seeds.
 """
 
 import argparse
-import csv
 import statistics
-import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from benchmarks.common import REPO_ROOT, environment, write_results
 from benchmarks.fsdd_loso import SPEAKERS
-from modeling_mel_llm import MelLLMForSpeechLM
+from benchmarks.study_runs import mean_sd, trained_run
 from processing import MelLLMProcessor
 from training.corpus.fsdd import fsdd_utterances
 from training.evaluation.eval_asr import evaluate_sets
 from training.progress import announce
-from training.train import main as train
 
 
 CONFIGS = REPO_ROOT / "training" / "configs"
@@ -38,42 +34,27 @@ CONTINUOUS_ON_ESPEAK = ["--frontend=stack", "--frames_per_patch=8", f"--extra_ev
 
 
 def run(config: Path, overrides: list[str], extra_sets: dict | None = None) -> dict:
-    """One training.train run in a scratch folder: its report plus wall time, FLOPs estimate and parameters, and
-    with `extra_sets` ({name: manifest}) the trained model's WER on them."""
-    with tempfile.TemporaryDirectory() as output_dir:
-        began = time.perf_counter()
-        report = train([str(config), f"--output_dir={output_dir}", *overrides])
-        wall = round(time.perf_counter() - began, 1)
-        summary = report.get("summary")
-        if summary:
-            flos = sum(summary["flos"].values())
-        else:
-            with open(Path(output_dir) / "training_log.csv") as f:
-                flos = float([row for row in csv.DictReader(f) if row["total_flos"]][-1]["total_flos"])
-        model = MelLLMForSpeechLM.from_pretrained(output_dir)
+    """One training.train run: its WER sets, spoken-sum accuracy, cost and the audio seconds its LLM heard, and
+    with `extra_sets` ({name: utterances}) the trained model's WER on them."""
+    with trained_run(config, overrides) as trained:
+        summary = trained.report.get("summary")
         result = {
-            "sets": {name: {"wer": s["wer"], "cer": s["cer"], "n": s["n"]} for name, s in report["sets"].items()},
-            "arithmetic": {name: a["accuracy"] for name, a in report.get("arithmetic", {}).items()},
-            "wall_s": wall,
-            "flos": flos,
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "sets": trained.wer_sets(),
+            "arithmetic": {name: a["accuracy"] for name, a in trained.report.get("arithmetic", {}).items()},
+            **trained.cost(),
             "llm_audio_seconds": summary["llm_audio_seconds"] if summary else None,
         }
         if extra_sets:
-            result["sets"].update(score_elsewhere(model, output_dir, extra_sets))
+            result["sets"].update(score_elsewhere(trained.model, trained.folder, extra_sets))
         return result
 
 
-def score_elsewhere(model, folder: str, sets: dict[str, list]) -> dict:
+def score_elsewhere(model, folder: Path, sets: dict[str, list]) -> dict:
     """WER of a trained model on sets its run did not score."""
     processor = MelLLMProcessor.from_pretrained(folder)
     with torch.inference_mode():
         scored = evaluate_sets(model.eval(), processor, sets, 64, max_new_tokens=16)["sets"]
     return {name: {"wer": s["wer"], "cer": s["cer"], "n": s["n"]} for name, s in scored.items()}
-
-
-def mean_sd(values: list[float]) -> str:
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
 
 def fsdd_part(args) -> tuple[list[dict], str]:

@@ -12,7 +12,8 @@ Each is spoken by the pipeline loaded from the folder with `trust_remote_code=Tr
 References are the sentences as written, both sides through Whisper's English normaliser. For scale, the judges also
 transcribe espeak-ng's own reading of the same words in the corpus voice (`--voice`): the judge's floor.
 Also per set: the deletion rate (deleted words / reference words), prolonged silences (internal runs of 0.5 s or more
-40 dB under the clip's peak) and run-ons (clips that reached --max-new-frames).
+40 dB under the clip's peak), run-ons (clips that reached --max-new-frames) and the duration ratio (the set's speech
+time over espeak-ng's reading of it).
 Writes JSON + a printed table, and the first sample WAVs of each set next to the JSON.
 """
 
@@ -32,6 +33,7 @@ from training.data import read_manifest
 from training.progress import progress
 
 
+SETS = ("held-out", "typed")
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "tts" / "tts_everyday.json"
 TYPED_SENTENCES = (
     "Hello! Can you call me back at 5 o'clock?",
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--voice", default="en-us", help="espeak-ng voice of the judges' floor (the corpus voice)")
     parser.add_argument("--num-examples", type=int, default=3, help="sample WAVs to write per set")
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS), help="which sentences to speak")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     if not args.whisper and not args.asr_model:
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     utterances = read_manifest(args.manifest)
     keep = np.linspace(0, len(utterances) - 1, min(args.max_samples, len(utterances))).astype(int)
     sets = {"held-out": [utterances[i].text for i in keep], "typed": list(TYPED_SENTENCES)}
+    sets = {name: sets[name] for name in args.sets}
     tts = pipeline("text-to-speech", model=args.model, trust_remote_code=True)
     rate = tts.sampling_rate
     judges = {"Whisper tiny.en": whisper_transcriber()} if args.whisper else {}
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "espeak_floor": {"wer": on_espeak["wer"], "cer": on_espeak["cer"]},
                     "deletion_rate": on_tts["deletion_rate"],
                     "prolonged_silences": sum(prolonged_silences(a, rate) for a in spoken),
+                    "duration_ratio": round(sum(map(len, spoken)) / max(1, sum(map(len, floor_clips))), 3),
                     "run_ons": sum(len(a) >= 0.99 * args.max_new_frames * rate / 100 for a in spoken),
                     "synthesis_rtfx": round(sum(len(a) for a in spoken) / rate / seconds, 2),
                     "examples": [

@@ -149,14 +149,22 @@ class MelLLMDiscreteLatent(nn.Module):
         return self.embed(straight_through(logits)), patch_mask, patches.reshape(*patch_mask.shape, -1)
 
     @torch.no_grad()
-    def code_perplexity(self, frames: torch.Tensor, mask: torch.Tensor) -> float:
-        """How many codes each group really uses on these frames: exp of the entropy of its argmax-code histogram
-        over the real patches, averaged over groups (1 = collapse onto one code, K = all used equally)."""
+    def code_counts(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(G, K) how often each group's argmax code occurs over the real patches of (B, T, M) CMVN frames; sum them
+        over batches to measure a whole set."""
         logits, patch_mask = self.encode(frames, mask)
-        counts = F.one_hot(logits[patch_mask].argmax(-1), self.codes).sum(0).float()  # (G, K)
+        return F.one_hot(logits[patch_mask].argmax(-1), self.codes).sum(0).float()
+
+    @staticmethod
+    def code_entropy_bits(counts: torch.Tensor) -> torch.Tensor:
+        """(G,) entropy in bits of each group's code histogram (`code_counts`)."""
         usage = counts / counts.sum(-1, keepdim=True).clamp(min=1)
-        entropy = -(usage * usage.clamp(min=1e-12).log()).sum(-1)
-        return float(entropy.exp().mean())
+        return -(usage * usage.clamp(min=1e-12).log2()).sum(-1)
+
+    def code_perplexity(self, frames: torch.Tensor, mask: torch.Tensor) -> float:
+        """How many codes each group really uses on these frames: 2 ** the entropy of its argmax-code histogram
+        over the real patches, averaged over groups (1 = collapse onto one code, K = all used equally)."""
+        return float((2 ** self.code_entropy_bits(self.code_counts(frames, mask))).mean())
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         """(…, G, K) one-hot (or straight-through) codes → (…, D): the sum of each group's code embedding."""

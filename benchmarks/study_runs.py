@@ -1,0 +1,59 @@
+"""What the equal-compute studies (tesu_study, meld_study) share: one training.train run in a scratch folder with its
+cost (wall time, the Trainer's FLOPs estimate, parameters), and mean ± sd over seeds."""
+
+import csv
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from modeling_mel_llm import MelLLMForSpeechLM
+from training.train import main as train
+
+
+@dataclass
+class TrainedRun:
+    """A finished run: its report, the folder holding the saved model (gone after the `with`), and its cost."""
+
+    report: dict
+    folder: Path
+    model: MelLLMForSpeechLM
+    wall_s: float
+    flos: float
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def cost(self) -> dict:
+        return {"wall_s": self.wall_s, "flos": self.flos, "parameters": self.parameters}
+
+    def wer_sets(self) -> dict:
+        return {name: {"wer": s["wer"], "cer": s["cer"], "n": s["n"]} for name, s in self.report["sets"].items()}
+
+
+@contextmanager
+def trained_run(config: Path, overrides: list[str]) -> Iterator[TrainedRun]:
+    """Train `config` with `overrides` into a temporary folder and hand the run over while the folder exists."""
+    with tempfile.TemporaryDirectory() as output_dir:
+        began = time.perf_counter()
+        report = train([str(config), f"--output_dir={output_dir}", *overrides])
+        wall = round(time.perf_counter() - began, 1)
+        summary = report.get("summary")
+        if summary:  # TESU's two stages each report their FLOPs
+            flos = sum(summary["flos"].values())
+        else:
+            with open(Path(output_dir) / "training_log.csv") as f:
+                flos = float([row for row in csv.DictReader(f) if row["total_flos"]][-1]["total_flos"])
+        model = MelLLMForSpeechLM.from_pretrained(output_dir).eval()
+        yield TrainedRun(report, Path(output_dir), model, wall, flos)
+
+
+def mean_sd(values: list[float]) -> str:
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+
+__all__ = ["TrainedRun", "mean_sd", "trained_run"]
