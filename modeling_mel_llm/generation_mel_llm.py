@@ -18,6 +18,7 @@ from transformers.utils import ModelOutput
 from .discrete_latent import LatentStep
 from .mel_head import MelHeadStep, audio_batch_with_tts_rows, predictor_states, tts_target_mask
 from .speech_options_mel_llm import SpeechGenerationOptions
+from .speech_prompt_mel_llm import prompt_embeddings, spoken_openings
 
 
 @dataclass
@@ -64,6 +65,7 @@ class _Row:
     codes: list[torch.Tensor] = field(default_factory=list)  # (G,) code indices each (discrete latents)
     stops: list[torch.Tensor] = field(default_factory=list)
     in_word: int = 0
+    opening: int = 0  # patches of a recorded opening (speech_prompt) at the start of `patches`
     done: bool = False
 
     @property
@@ -88,6 +90,8 @@ class MelLLMSpeechGenerationMixin:
         top_k: int | None = None,
         top_p: float | None = None,
         repetition_penalty: float | None = None,
+        speech_prompt: torch.Tensor | None = None,
+        speech_prompt_mask: torch.Tensor | None = None,
     ) -> MelLLMSpeechOutput:
         r"""
         Speak the text prompt(s) autoregressively: each step samples the next patch from the mel head, feeds it back
@@ -107,6 +111,9 @@ class MelLLMSpeechGenerationMixin:
             top_k, top_p, repetition_penalty (*optional*): discrete latents only (`speech_latent="discrete"`): the
                 prior's codes are drawn through transformers' logits processors, each group penalised for the codes
                 it already chose (MELD's demo: top-k 60, top-p 0.9 and a repetition penalty).
+            speech_prompt (`torch.Tensor` of shape `(B, T, M)`, *optional*): log-mel frames of each text's recorded
+                opening (zero-shot continuation, speech_prompt_mel_llm.py); the output starts with its whole patches.
+            speech_prompt_mask (`torch.Tensor` of shape `(B, T)`, *optional*): True on the opening's real frames.
 
         Returns:
             [`MelLLMSpeechOutput`] with `mel_features` (B, T, M), `mel_lengths` (B,) and `stop_probabilities`.
@@ -138,18 +145,25 @@ class MelLLMSpeechGenerationMixin:
             attention_mask = torch.ones_like(input_ids)
         frames_per_patch, device = self.config.frames_per_patch, input_ids.device
         max_patches = math.ceil(options.max_new_frames / frames_per_patch)
-        self.check_context(input_ids.shape[1] + max_patches)
         prompts, rows = self._speech_rows(input_ids, attention_mask)
+        openings = None if speech_prompt is None else spoken_openings(self, speech_prompt, speech_prompt_mask)
+        self.check_context(input_ids.shape[1] + max_patches + max((len(o.patches) for o in openings or []), default=0))
+        if openings is not None and rows[0].interleaved:
+            raise ValueError(
+                "A speech_prompt continues a plain TTS prompt (text, then one clip), not interleaved words."
+            )
+        for row, opening in zip(rows, openings or [], strict=False):
+            row.patches, row.opening = list(opening.patches), len(opening.patches)
+            row.stops = [opening.patches.new_zeros(())] * row.opening
+            row.codes = [] if opening.codes is None else list(opening.codes)
         generators = [None] * len(rows)
         if options.seed is not None:
             generators = [torch.Generator(device=device).manual_seed(options.seed) for _ in rows]
         pad_id = self.generation_config.pad_token_id or 0
-        width = max(len(p) for p in prompts)
-        prompt_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        embeds, mask = prompt_embeddings(self, prompts, openings, pad_id)
         position_ids = positions_from_mask(mask)
         cache = DynamicCache(config=self.config.text_config)
-        hidden = self.final_hidden(self.get_input_embeddings()(prompt_ids), mask, position_ids, cache)[:, -1]
+        hidden = self.final_hidden(embeds, mask, position_ids, cache)[:, -1]
         while True:
             speaking = [row.speaking for row in rows]
             step = self._next_patch(hidden, rows, speaking, generators, options)
@@ -216,16 +230,14 @@ class MelLLMSpeechGenerationMixin:
                     row.codes.append(step.codes[r].argmax(-1))
                 row.stops.append(stop[r])
                 row.in_word += 1
-                last_word = not row.upcoming
-                word_ends = bool(stop[r] > options.stop_threshold) and (
-                    not last_word or len(row.patches) >= min_patches
-                )
+                last_word, spoken = not row.upcoming, len(row.patches) - row.opening
+                word_ends = bool(stop[r] > options.stop_threshold) and (not last_word or spoken >= min_patches)
                 if word_ends or (row.interleaved and row.in_word >= word_limit):
                     if last_word:
                         row.done = True
                     else:
                         row.pending, row.in_word = row.upcoming.pop(0), 0
-                if len(row.patches) >= max_patches:
+                if spoken >= max_patches:
                     row.done = True
             elif not row.done:
                 next_tokens[r] = row.pending.pop(0)

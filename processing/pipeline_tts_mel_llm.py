@@ -32,7 +32,9 @@ class MelLLMTextToSpeechPipeline(Pipeline):
 
     Call arguments: `max_new_frames` (10 ms frames, default 1000), `temperature` (latent noise scale, default 1.0;
     0 is deterministic), `stop_threshold` (default 0.5), `seed` (default 0, so a text always gives the same audio),
-    `return_mel` (also return the predicted log-mel). Empty text, or text whose prompt leaves no room in the
+    `return_mel` (also return the predicted log-mel), `speech_prompt` (zero-shot continuation: a recorded opening of
+    the text at 16 kHz, which the output starts with and goes on from), and for discrete latents `top_k`, `top_p`,
+    `repetition_penalty`. Empty text, or text whose prompt leaves no room in the
     language model's context, raises a `ValueError`.
 
     Example:
@@ -71,12 +73,14 @@ class MelLLMTextToSpeechPipeline(Pipeline):
         stop_threshold: float | None = None,
         seed: int | None = None,
         return_mel: bool | None = None,
+        speech_prompt: np.ndarray | None = None,
         forward_params: dict | None = None,
         generate_kwargs: dict | None = None,
         **kwargs,
     ):
         """Speech options come as keywords or, as transformers' text-to-audio pipeline takes them, in
         `forward_params` / `generate_kwargs`; each reaches `generate_speech` once, and unknown ones raise."""
+        speech_keywords = {key: kwargs.pop(key) for key in list(kwargs) if key in SPEECH_OPTIONS}  # e.g. top_k
         if kwargs:
             raise TypeError(f"Unexpected argument(s) for the Mel-LLM TTS pipeline: {sorted(kwargs)}.")
         given = {**(generate_kwargs or {}), **(forward_params or {})}
@@ -84,17 +88,22 @@ class MelLLMTextToSpeechPipeline(Pipeline):
         if unknown:
             raise TypeError(f"generate_speech takes {list(SPEECH_OPTIONS)} as forward_params, not {unknown}.")
         keywords = {"max_new_frames": max_new_frames, "temperature": temperature, "stop_threshold": stop_threshold}
-        keywords = {key: value for key, value in {**keywords, "seed": seed}.items() if value is not None}
+        keywords = {
+            key: value for key, value in {**speech_keywords, **keywords, "seed": seed}.items() if value is not None
+        }
         twice = sorted(set(keywords) & set(given) | set(forward_params or {}) & set(generate_kwargs or {}))
         if twice:
             raise ValueError(f"Speech option(s) {twice} given twice.")
         options = {"max_new_frames": DEFAULT_MAX_NEW_FRAMES, "seed": 0, **given, **keywords}
-        return {}, options, {"return_mel": bool(return_mel)}
+        return {"speech_prompt": speech_prompt}, options, {"return_mel": bool(return_mel)}
 
-    def preprocess(self, text: str) -> dict:
+    def preprocess(self, text: str, speech_prompt: np.ndarray | None = None) -> dict:
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"Text to speak must be a non-empty string, got {text!r}.")
-        inputs = self.processor.tts_inputs([text])
+        opening = (
+            {} if speech_prompt is None else {"speech_prompt": [speech_prompt], "sampling_rate": self.sampling_rate}
+        )
+        inputs = self.processor.tts_inputs([text], **opening)
         spare = self.model.check_context(inputs["input_ids"].shape[1] + 1)  # refuses a text with no room to speak
         return {**inputs, "room": None if spare is None else spare + 1}
 

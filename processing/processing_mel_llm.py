@@ -247,6 +247,7 @@ class MelLLMProcessor(ProcessorMixin):
         sampling_rate: int | None = None,
         padding_side: str | None = "left",
         word_starts: list[list[float]] | None = None,
+        speech_prompt=None,
     ) -> BatchFeature:
         """
         Build TTS inputs: the prompt that asks for `text` to be spoken and, with `audio` (training), one audio
@@ -260,10 +261,13 @@ class MelLLMProcessor(ProcessorMixin):
             padding_side (`str`, defaults to `"left"`): left padding lets a batch be generated from directly.
             word_starts (`list[list[float]]`, *optional*): with `tts_interleave_words` and audio, the start time
                 (seconds) of each word of each text.
+            speech_prompt (array or list of arrays, *optional*): for zero-shot continuation, each text's recorded
+                opening (e.g. its first 3 s, at `sampling_rate`), which `generate_speech` continues.
 
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask`, and with audio `labels` (all -100: no text loss),
-            `mel_targets` (B, T, M) and `mel_target_mask` (B, T).
+            `mel_targets` (B, T, M) and `mel_target_mask` (B, T); with `speech_prompt`, `speech_prompt` (B, T, M) and
+            `speech_prompt_mask` (B, T).
         """
         texts = [text] if isinstance(text, str) else list(text)
         if not texts:
@@ -301,12 +305,27 @@ class MelLLMProcessor(ProcessorMixin):
                 self._interleaved_tts_ids(item, self.patches_per_word(starts, count, item, i))
                 for i, (item, starts, count) in enumerate(zip(texts, word_starts, num_patches, strict=True))
             ]
+        if speech_prompt is not None:
+            features.update(self._speech_prompt_features(speech_prompt, sampling_rate, len(texts), audio is None))
         side = checked_padding_side(padding_side)
         batch = pad_rows({"input_ids": prompt_ids}, {"input_ids": self._pad_id}, side, max(map(len, prompt_ids)))
         batch = {key: torch.tensor(value) for key, value in batch.items()}
         if audio is not None:
             batch["labels"] = torch.full_like(batch["input_ids"], IGNORE_INDEX)
         return BatchFeature({**batch, **features}, tensor_type="pt")
+
+    def _speech_prompt_features(self, clips, sampling_rate, num_texts: int, generating: bool) -> dict:
+        """`speech_prompt` (log-mel of each text's recorded opening) and its mask, for `generate_speech`."""
+        if not generating or self.tts_interleave_words:
+            raise ValueError(
+                "speech_prompt opens the speech generate_speech continues: it needs a plain TTS prompt "
+                "(tts_interleave_words=False) and no training audio."
+            )
+        clips = self.feature_extractor.validated_clips(clips, sampling_rate)
+        if len(clips) != num_texts:
+            raise ValueError(f"Got {len(clips)} speech prompts for {num_texts} texts; give one opening per text.")
+        extracted = self.feature_extractor.batch_features(clips, return_tensors="pt")
+        return {"speech_prompt": extracted["input_features"], "speech_prompt_mask": extracted["input_features_mask"]}
 
     def text_units(self, text: str) -> list[int]:
         """The unit ids of `text` (a unified model's text path): `unit_spelling_mel_llm.text_to_units`."""

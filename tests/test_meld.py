@@ -1,5 +1,7 @@
 """MELD mode (`MelLLMConfig(speech_latent="discrete")`): codes in for ASR and TTS, codes out when speaking."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -152,6 +154,12 @@ def test_both_pipelines_run_a_saved_discrete_model(meld_tts, processor, tts_clip
     with pytest.raises(TypeError, match=r"forward_params, not \['num_beams'\]"):
         tts("zero", forward_params={"num_beams": 5})
     assert len(tts("zero", forward_params={"top_k": 1, "max_new_frames": 40})["audio"]) > 0
+    assert len(tts("zero", top_k=1, top_p=0.9, repetition_penalty=1.1, max_new_frames=40)["audio"]) > 0
+    start = opening(tts_clips[0][0], 2)  # zero-shot continuation: the output opens with the 16 recorded frames
+    continued = tts(tts_clips[1][0], speech_prompt=start, temperature=0, return_mel=True)
+    prompt = processor.tts_inputs(tts_clips[1][:1], speech_prompt=[start], sampling_rate=16_000)["speech_prompt"]
+    np.testing.assert_allclose(continued["mel"][:16], prompt[0].numpy(), atol=1e-4)
+    assert len(continued["mel"]) > 16
     with pytest.raises(ValueError, match=r"\['temperature'\] given twice"):
         tts("zero", temperature=0, forward_params={"temperature": 1})
 
@@ -337,3 +345,57 @@ def test_the_gpu_recipe_runs_20_steps_with_a_tiny_backbone_on_local_clips(tmp_pa
     saved = MelLLMForSpeechLM.from_pretrained(tmp_path)
     assert saved.config.speech_latent == "discrete"
     assert saved.config.tts_head
+    # its evaluation: zero-shot continuation of recorded openings (FSDD's short clips; the model is its own judge)
+    from training.evaluation.eval_continuation import main as continuation
+
+    report = continuation([
+        "--model", str(tmp_path), "--manifest", str(REPO_ROOT / "tests/fixtures/fsdd/manifest.jsonl"),
+        "--judge", str(tmp_path), "--max-samples", "3", "--min-seconds", "0.3", "--max-seconds", "2",
+        "--prompt-seconds", "0.2", "--max-new-frames", "40", "--device", "cpu",
+    ])  # fmt: skip
+    assert report["utterances"] == 3
+    assert report["options"]["top_k"] == 60  # MELD's demo sampling, for discrete latents
+    assert np.isfinite(report["wer"])
+    assert report["duration_ratio"] > 0
+    assert (tmp_path / "continuation" / "continuation.json").is_file()
+
+
+def opening(clip: np.ndarray, patches: int) -> np.ndarray:
+    """The first samples of `clip` whose log-mel is exactly `patches` whole patches of 8 frames (25 ms window, 10 ms
+    hop)."""
+    return clip[: 400 + (8 * patches - 1) * 160]
+
+
+def test_zero_shot_continuation_reads_the_opening_as_training_fed_it(meld_tts, processor, tts_clips):
+    """The opening's codes enter as teacher forcing enters them: the first patch spoken after a 2-patch opening is
+    the teacher-forced prediction of patch 2, and the output starts with the opening itself."""
+    model = copy.deepcopy(meld_tts[0])
+    with torch.no_grad():  # a frame-local encoder: the opening's codes cannot depend on the frames after it
+        for conv in model.speech_latent.encoder.convs:
+            conv.weight[..., [0, 1, 3, 4]] = 0
+    clips, texts = tts_clips
+    inputs = processor.tts_inputs(texts, speech_prompt=[opening(c, 2) for c in clips], sampling_rate=16_000)
+    assert inputs["speech_prompt"].shape[1] == 16
+    speech = model.generate_speech(**inputs, max_new_frames=200, temperature=0)
+    torch.testing.assert_close(speech.mel_features[:, :16], inputs["speech_prompt"], atol=1e-4, rtol=1e-4)
+    forced = model.teacher_forced_speech(**processor.tts_inputs(texts, audio=clips, sampling_rate=16_000))
+    # frames 16-22: the shorter clip has 23 frames (teacher forcing zeroes past them)
+    torch.testing.assert_close(speech.mel_features[:, 16:23], forced.mel_features[:, 16:23])
+    assert (speech.mel_lengths > 16).all()
+
+
+def test_continuations_of_openings_of_different_lengths_are_the_same_alone_or_in_a_batch(
+    meld_tts, processor, tts_clips
+):
+    model, _ = meld_tts
+    clips, texts = tts_clips
+    openings = [opening(clips[0], 1), opening(clips[1], 3)]
+    both = model.generate_speech(
+        **processor.tts_inputs(texts, speech_prompt=openings, sampling_rate=16_000), max_new_frames=120, seed=1
+    )
+    alone = model.generate_speech(
+        **processor.tts_inputs(texts[1:], speech_prompt=openings[1:], sampling_rate=16_000), max_new_frames=120, seed=1
+    )
+    length = int(alone.mel_lengths[0])
+    assert int(both.mel_lengths[1]) == length
+    torch.testing.assert_close(both.mel_features[1, :length], alone.mel_features[0, :length])

@@ -348,3 +348,32 @@ def test_stop_targets_mark_the_end_of_each_run_of_placeholders():
     patch_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
     targets = stop_targets_from_placeholders(placeholders, patch_mask)
     assert targets.tolist() == [[0, 1, 0, 0, 1], [0, 0, 1, -1, -1]]
+
+
+def test_a_speech_prompt_enters_the_continuous_path_as_teacher_forcing_does(tts_model, processor, tts_clips):
+    """Zero-shot continuation: after a 2-patch recorded opening, the stop head reads the state teacher forcing gives
+    before patch 2 (the opening's embeddings are the training path's), and the opening leads the output."""
+    model, _ = tts_model
+    clips, texts = tts_clips
+    openings = [clip[: 400 + 15 * 160] for clip in clips]  # 16 frames: two whole patches
+    inputs = processor.tts_inputs(texts, speech_prompt=openings, sampling_rate=16_000)
+    speech = model.generate_speech(**inputs, max_new_frames=200, temperature=0)
+    forced = model.teacher_forced_speech(**processor.tts_inputs(texts, audio=clips, sampling_rate=16_000))
+    torch.testing.assert_close(speech.stop_probabilities[:, 2], forced.stop_probabilities[:, 2])
+    assert (speech.stop_probabilities[:, :2] == 0).all()
+    assert (speech.mel_lengths > 16).all()
+
+
+def test_bad_speech_prompts_are_refused(tts_model, processor, tts_clips):
+    model, _ = tts_model
+    clips, texts = tts_clips
+    with pytest.raises(ValueError, match="one opening per text"):
+        processor.tts_inputs(texts, speech_prompt=clips[:1], sampling_rate=16_000)
+    with pytest.raises(ValueError, match="no training audio"):
+        processor.tts_inputs(texts, audio=clips, speech_prompt=clips, sampling_rate=16_000)
+    short = processor.tts_inputs(texts, speech_prompt=[c[:1500] for c in clips], sampling_rate=16_000)
+    with pytest.raises(ValueError, match="at least 8 frames"):
+        model.generate_speech(**short, max_new_frames=40)
+    inputs = processor.tts_inputs(texts)
+    with pytest.raises(ValueError, match="speech_prompt must be log-mel"):
+        model.generate_speech(**inputs, speech_prompt=torch.zeros(2, 16, 3))
