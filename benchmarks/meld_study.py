@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import REPO_ROOT, environment, write_results
+from benchmarks.common import REPO_ROOT, environment
 from benchmarks.fsdd_loso import SPEAKERS
-from benchmarks.study_runs import TrainedRun, mean_sd, trained_run
+from benchmarks.study_runs import TrainedRun, grouped_bars, mean_sd, trained_run, write_study
 from benchmarks.tts_everyday import main as tts_everyday
 from processing import MelLLMProcessor
 from training.arguments import parse_config
@@ -179,37 +179,24 @@ def cost_cells(rows: list[dict]) -> str:
 
 
 def plot(part: str, results: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5.5, 3.5))
     systems = list(dict.fromkeys(r["system"] for r in results))
     if part == "fsdd":
         groups = list(dict.fromkeys(r["test_speaker"] for r in results))
-        value = {g: (lambda r, g=g: r["wer"] if r["test_speaker"] == g else None) for g in groups}
+        measures = {g: (lambda r, g=g: r["wer"] if r["test_speaker"] == g else None) for g in groups}
         label = "WER % (mean over seeds)"
     else:
         groups = ["TTS CER", "deleted words", "ASR WER"]
-        value = {
+        measures = {
             "TTS CER": lambda r: r["tts"][0]["cer"],
             "deleted words": lambda r: r["tts"][0]["deletion_rate"],
             "ASR WER": lambda r: next(s["wer"] for n, s in r["asr"].items() if n.endswith("unseen_texts")),
         }
         label = "% (mean over seeds; TTS judged by Whisper tiny.en)"
-    width = 0.8 / len(systems)
-    for index, system in enumerate(systems):
+    bars = {}
+    for system in systems:
         mine = [r for r in results if r["system"] == system]
-        heights = [statistics.mean(v for r in mine if (v := value[g](r)) is not None) for g in groups]
-        axes.bar([i + index * width for i in range(len(groups))], heights, width, label=system)
-    axes.set_xticks([i + width * (len(systems) - 1) / 2 for i in range(len(groups))], groups, fontsize=7)
-    axes.set_ylabel(label, fontsize=8)
-    axes.legend(fontsize=8)
-    axes.grid(alpha=0.3, axis="y")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+        bars[system] = [statistics.mean(v for r in mine if (v := measures[g](r)) is not None) for g in groups]
+    grouped_bars(bars, groups, label, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -226,9 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
     env = environment("benchmarks.meld_study", args)
     env["overrides"] = overrides
     results, table = (fsdd_part if args.part == "fsdd" else tts_part)(args, overrides)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    write_results(args.out_dir / f"{args.part}.json", env, results, table)
-    (args.out_dir / f"{args.part}.md").write_text(f"`{env['command']}` at {env['git_commit']}\n\n{table}\n")
+    write_study(args.out_dir, args.part, env, results, table)
     plot(args.part, results, args.out_dir / f"{args.part}.png")
     return {"results": results, "table": table}
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.common import write_results
 from modeling_mel_llm import MelLLMForSpeechLM
 from training.train import main as train
 
@@ -52,8 +53,35 @@ def trained_run(config: Path, overrides: list[str]) -> Iterator[TrainedRun]:
         yield TrainedRun(report, Path(output_dir), model, wall, flos)
 
 
+def grouped_bars(bars: dict[str, list[float]], groups: list[str], ylabel: str, path: Path) -> None:
+    """A PNG with one bar per system (`bars` keys, each a value per group) in each group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5.5, 3.5))
+    width = 0.8 / len(bars)
+    for index, (system, heights) in enumerate(bars.items()):
+        axes.bar([i + index * width for i in range(len(groups))], heights, width, label=system)
+    axes.set_xticks([i + width * (len(bars) - 1) / 2 for i in range(len(groups))], groups, fontsize=7)
+    axes.set_ylabel(ylabel, fontsize=8)
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3, axis="y")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_study(out_dir: Path, part: str, env: dict, results: list[dict], table: str) -> None:
+    """`<part>.json` (environment, runs, table) and `<part>.md` (command, commit, table) under `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_results(out_dir / f"{part}.json", env, results, table)
+    (out_dir / f"{part}.md").write_text(f"`{env['command']}` at {env['git_commit']}\n\n{table}\n")
+
+
 def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
 
-__all__ = ["TrainedRun", "mean_sd", "trained_run"]
+__all__ = ["TrainedRun", "grouped_bars", "mean_sd", "trained_run", "write_study"]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import REPO_ROOT, environment, write_results
+from benchmarks.common import REPO_ROOT, environment
 from benchmarks.fsdd_loso import SPEAKERS
-from benchmarks.study_runs import mean_sd, trained_run
+from benchmarks.study_runs import grouped_bars, mean_sd, trained_run, write_study
 from processing import MelLLMProcessor
 from training.corpus.fsdd import fsdd_utterances
 from training.evaluation.eval_asr import evaluate_sets
@@ -118,29 +118,16 @@ def espeak_part(args) -> tuple[list[dict], str]:
 
 
 def plot(part: str, results: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5.5, 3.5))
     systems = list(dict.fromkeys(r["system"] for r in results))
-    groups = SPEAKERS if part == "fsdd" else sorted(results[0]["sets"])
-    width = 0.8 / len(systems)
-    for index, system in enumerate(systems):
+    groups = list(SPEAKERS) if part == "fsdd" else sorted(results[0]["sets"])
+    bars = {}
+    for system in systems:
         mine = [r for r in results if r["system"] == system]
         if part == "fsdd":
-            values = [statistics.mean(r["wer"] for r in mine if r["test_speaker"] == g) for g in groups]
+            bars[system] = [statistics.mean(r["wer"] for r in mine if r["test_speaker"] == g) for g in groups]
         else:
-            values = [statistics.mean(r["sets"][g]["wer"] for r in mine) for g in groups]
-        axes.bar([i + index * width for i in range(len(groups))], values, width, label=system)
-    axes.set_xticks([i + width * (len(systems) - 1) / 2 for i in range(len(groups))], groups, fontsize=7)
-    axes.set_ylabel("WER % (mean over seeds)")
-    axes.legend(fontsize=8)
-    axes.grid(alpha=0.3, axis="y")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+            bars[system] = [statistics.mean(r["sets"][g]["wer"] for r in mine) for g in groups]
+    grouped_bars(bars, groups, "WER % (mean over seeds)", path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -154,9 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("the fsdd part needs --fsdd_dir (a clone of FSDD, or a folder with its manifest.jsonl)")
     env = environment("benchmarks.tesu_study", args)
     results, table = (fsdd_part if args.part == "fsdd" else espeak_part)(args)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    write_results(args.out_dir / f"{args.part}.json", env, results, table)
-    (args.out_dir / f"{args.part}.md").write_text(f"`{env['command']}` at {env['git_commit']}\n\n{table}\n")
+    write_study(args.out_dir, args.part, env, results, table)
     plot(args.part, results, args.out_dir / f"{args.part}.png")
     return {"results": results, "table": table}
 
