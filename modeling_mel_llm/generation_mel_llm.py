@@ -152,6 +152,8 @@ class MelLLMSpeechGenerationMixin:
             raise ValueError(
                 "A speech_prompt continues a plain TTS prompt (text, then one clip), not interleaved words."
             )
+        if openings is not None and len(openings) != len(rows):
+            raise ValueError(f"Got {len(openings)} speech prompts for {len(rows)} texts; give one opening per text.")
         for row, opening in zip(rows, openings or [], strict=False):
             row.patches, row.opening = list(opening.patches), len(opening.patches)
             row.stops = [opening.patches.new_zeros(())] * row.opening
@@ -270,8 +272,9 @@ class MelLLMSpeechGenerationMixin:
         for r, row in enumerate(rows):
             patches[r, : len(row.patches)] = torch.stack(row.patches)
             stop_probabilities[r, : len(row.stops)] = torch.stack(row.stops)
-        lengths = torch.tensor([len(row.patches) * self.config.frames_per_patch for row in rows], device=first.device)
-        lengths = lengths.clamp(max=max_new_frames)
+        r = self.config.frames_per_patch  # the opening's frames, then at most max_new_frames
+        lengths = torch.tensor([min(len(row.patches) * r, row.opening * r + max_new_frames) for row in rows])
+        lengths = lengths.to(first.device)
         frames = patches.reshape(len(rows), -1, self.config.num_mel_bins)  # (B, S·r, M)
         mask = torch.arange(frames.shape[1], device=frames.device)[None, :] < lengths[:, None]
         frames = self._refine(frames, mask)

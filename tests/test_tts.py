@@ -362,6 +362,8 @@ def test_a_speech_prompt_enters_the_continuous_path_as_teacher_forcing_does(tts_
     torch.testing.assert_close(speech.stop_probabilities[:, 2], forced.stop_probabilities[:, 2])
     assert (speech.stop_probabilities[:, :2] == 0).all()
     assert (speech.mel_lengths > 16).all()
+    capped = model.generate_speech(**inputs, max_new_frames=8, min_new_frames=8, temperature=0)
+    assert capped.mel_lengths.tolist() == [24, 24]  # max_new_frames counts what follows the opening
 
 
 def test_bad_speech_prompts_are_refused(tts_model, processor, tts_clips):
@@ -375,5 +377,7 @@ def test_bad_speech_prompts_are_refused(tts_model, processor, tts_clips):
     with pytest.raises(ValueError, match="at least 8 frames"):
         model.generate_speech(**short, max_new_frames=40)
     inputs = processor.tts_inputs(texts)
+    with pytest.raises(ValueError, match="2 texts; give one opening per text"):
+        model.generate_speech(**inputs, speech_prompt=torch.zeros(1, 16, 80))
     with pytest.raises(ValueError, match="speech_prompt must be log-mel"):
         model.generate_speech(**inputs, speech_prompt=torch.zeros(2, 16, 3))
