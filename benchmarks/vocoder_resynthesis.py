@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-samples", type=int, default=40)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    env = environment("benchmarks.vocoder_resynthesis", args)
+    env = environment("benchmarks.vocoder_resynthesis", args, skip=("hifigan",))
+    env["hifigan"] = [str(p) for p in args.hifigan]
     extractor = MelLLMFeatureExtractor()
     utterances = read_manifest(args.manifest)
     keep = np.linspace(0, len(utterances) - 1, min(args.max_samples, len(utterances))).astype(int)
