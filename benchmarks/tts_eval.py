@@ -32,8 +32,7 @@ from modeling_mel_llm import MelLLMForSpeechLM
 from processing import MelLLMProcessor, load_vocoder
 from training.corpus.synthetic_corpus import cached_corpus_manifests
 from training.data import read_manifest
-from training.evaluation.eval_asr import load_clip, score, transcribe_batch
-from training.evaluation.text_normalizer import normalize_english
+from training.evaluation.eval_asr import load_clip, normalized_score, peak_levelled, transcribe_batch
 from training.progress import progress
 from training.tools.tts import plot_mels
 
@@ -84,9 +83,7 @@ def mel_llm_transcriber(model, processor, batch_size: int = 16):
         texts = []
         for start in range(0, len(clips), batch_size):
             batch = clips[start : start + batch_size]
-            texts += transcribe_batch(
-                model, processor, [c / max(float(np.abs(c).max()), 1e-4) * np.float32(0.9) for c in batch]
-            )
+            texts += transcribe_batch(model, processor, [peak_levelled(c) for c in batch])
         return texts
 
     return transcribe
@@ -105,7 +102,7 @@ def whisper_transcriber():
 def judged(transcribe, clips: list[np.ndarray], texts: list[str]) -> dict:
     """WER/CER (%) of `transcribe(clips)` against `texts`, both Whisper-normalised, with the hypotheses."""
     hypotheses = transcribe(clips)
-    result = score([normalize_english(t) for t in texts], [normalize_english(h) for h in hypotheses])
+    result = normalized_score(texts, hypotheses)
     deletion_rate = round(100 * result["deletions"] / max(result["reference_words"], 1), 2)
     return {"wer": result["wer"], "cer": result["cer"], "deletion_rate": deletion_rate, "hypotheses": hypotheses}
 

@@ -148,16 +148,19 @@ class MelLLMSpeechGenerationMixin:
         prompts, rows = self._speech_rows(input_ids, attention_mask)
         openings = None if speech_prompt is None else spoken_openings(self, speech_prompt, speech_prompt_mask)
         self.check_context(input_ids.shape[1] + max_patches + max((len(o.patches) for o in openings or []), default=0))
-        if openings is not None and rows[0].interleaved:
-            raise ValueError(
-                "A speech_prompt continues a plain TTS prompt (text, then one clip), not interleaved words."
-            )
-        if openings is not None and len(openings) != len(rows):
-            raise ValueError(f"Got {len(openings)} speech prompts for {len(rows)} texts; give one opening per text.")
-        for row, opening in zip(rows, openings or [], strict=False):
-            row.patches, row.opening = list(opening.patches), len(opening.patches)
-            row.stops = [opening.patches.new_zeros(())] * row.opening
-            row.codes = [] if opening.codes is None else list(opening.codes)
+        if openings is not None:
+            if rows[0].interleaved:
+                raise ValueError(
+                    "A speech_prompt continues a plain TTS prompt (text, then one clip), not interleaved words."
+                )
+            if len(openings) != len(rows):
+                raise ValueError(
+                    f"Got {len(openings)} speech prompts for {len(rows)} texts; give one opening per text."
+                )
+            for row, opening in zip(rows, openings, strict=True):  # the output starts with the opening
+                row.patches, row.opening = list(opening.patches), len(opening.patches)
+                row.stops = [opening.patches.new_zeros(())] * row.opening
+                row.codes = [] if opening.codes is None else list(opening.codes)
         generators = [None] * len(rows)
         if options.seed is not None:
             generators = [torch.Generator(device=device).manual_seed(options.seed) for _ in rows]

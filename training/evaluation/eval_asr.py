@@ -35,10 +35,15 @@ from training.tools.int8 import int8_config
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def peak_levelled(audio: np.ndarray) -> np.ndarray:
+    """`audio` with its peak at 0.9, as the training data is (log-mel shifts with gain)."""
+    return audio / max(float(np.abs(audio).max()), 1e-4) * np.float32(0.9)
+
+
 def load_clip(utterance: Utterance, sampling_rate: int, peak_normalize: bool = True) -> np.ndarray:
-    """Mono float32 at `sampling_rate`; peak-levelled to 0.9 like the training data (log-mel shifts with gain)."""
+    """Mono float32 at `sampling_rate`; peak-levelled (`peak_levelled`) unless `peak_normalize` is False."""
     audio = load_audio(str(utterance.audio_path), sampling_rate)
-    return audio / max(float(np.abs(audio).max()), 1e-4) * np.float32(0.9) if peak_normalize else audio
+    return peak_levelled(audio) if peak_normalize else audio
 
 
 def transcribe_batch(model, processor, clips: list, instruction: str | None = None, **generate_kwargs) -> list[str]:
@@ -77,6 +82,11 @@ def score(references: list[str], hypotheses: list[str]) -> dict:
         "reference_words": sum(n for _, n in per_utterance),
         "per_utterance": per_utterance,
     }
+
+
+def normalized_score(references: list[str], hypotheses: list[str]) -> dict:
+    """`score` with both sides through Whisper's English normaliser (the Open ASR protocol)."""
+    return score([normalize_english(r) for r in references], [normalize_english(h) for h in hypotheses])
 
 
 def summarize_set(

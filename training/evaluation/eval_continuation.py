@@ -22,23 +22,12 @@ import numpy as np
 from transformers import pipeline
 
 from training.data import Utterance, load_hub_split, read_manifest
-from training.evaluation.eval_asr import git_commit, load_clip, score
-from training.evaluation.text_normalizer import normalize_english
+from training.evaluation.eval_asr import git_commit, load_clip, normalized_score, peak_levelled
 from training.progress import progress
 
 
 MELD_REPORTED = {"tts_wer": {"test.clean": 1.9, "test.other": 2.4}, "stt_wer": {"test.clean": 3.5, "test.other": 9.2}}
 RATE = 16_000
-
-
-def peak_levelled(audio: np.ndarray) -> np.ndarray:
-    """Peak at 0.9, as the training clips and `eval_asr.load_clip` are (log-mel shifts with gain)."""
-    return audio / max(float(np.abs(audio).max()), 1e-4) * np.float32(0.9)
-
-
-def normalized_score(texts: list[str], heard: list[str]) -> dict:
-    """WER/CER with both sides through Whisper's English normaliser (the Open ASR protocol)."""
-    return score([normalize_english(t) for t in texts], [normalize_english(h) for h in heard])
 
 
 def test_utterances(args) -> list[tuple[Utterance, np.ndarray]]:
