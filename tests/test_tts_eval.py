@@ -96,6 +96,9 @@ def test_tts_everyday_speaks_typed_text_through_the_pipeline(tts_dir, tmp_path, 
     results = everyday(args)["results"]
     assert [(r["set"], r["num_sentences"]) for r in results] == [("held-out", 2), ("typed", len(TYPED_SENTENCES))]
     assert all(r["judge"] == "Mel-LLM ASR" and r["cer"] >= 0 and r["espeak_floor"]["cer"] >= 0 for r in results)
+    held_out, typed = results
+    assert held_out["recording_floor"]["cer"] >= 0
+    assert typed["recording_floor"] is None  # typed text has no recording
     assert json.loads(out.read_text())["results"] == results
     assert (out.parent / "everyday_typed_0.wav").stat().st_size > 100
     assert f"speaking the typed sentences through the pipeline: {len(TYPED_SENTENCES)}/" in capsys.readouterr().err
