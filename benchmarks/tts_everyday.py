@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     sets = {name: sets[name] for name in args.sets}
     tts = pipeline("text-to-speech", model=args.model, trust_remote_code=True)
     rate = tts.sampling_rate
-    recordings = {"held-out": [load_clip(utterances[i], rate) for i in keep]}
+    recordings = {"held-out": [load_clip(utterances[i], rate) for i in keep]} if "held-out" in sets else {}
     judges = {"Whisper tiny.en": whisper_transcriber()} if args.whisper else {}
     if args.asr_model:
         asr = AutoModelForSpeechSeq2Seq.from_pretrained(args.asr_model, trust_remote_code=True).eval()
